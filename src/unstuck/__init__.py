@@ -1,0 +1,34 @@
+"""unstuck: optimizers, schedules and diagnostics for PyTorch training that does not work yet."""
+
+from unstuck import grad
+from unstuck.optim import (
+    LARS,
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    Lookahead,
+    RAdam,
+    Ranger,
+    RangerLARS,
+    RMSprop,
+    centralize,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LARS",
+    "SGD",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Lookahead",
+    "RAdam",
+    "RMSprop",
+    "Ranger",
+    "RangerLARS",
+    "__version__",
+    "centralize",
+    "grad",
+]

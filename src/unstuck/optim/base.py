@@ -1,0 +1,238 @@
+"""The optimizer that runs a chain of transforms over buckets of parameters.
+
+A step, for every parameter group:
+
+1. every parameter with a gradient gets its step count ``t`` incremented (its state is created on
+   its first step: parameters without a gradient are skipped and get no state);
+2. the parameters are bucketed by ``(device, dtype, t)`` with ``foreach=True``, or one parameter a
+   bucket with ``foreach=False``; inside a bucket every per-step scalar (learning rate, bias
+   corrections, rectification) is one number, computed once;
+3. the optimizer's ``chain`` of transforms runs on each bucket in order. The bucket's
+   ``updates`` start as the gradients (never written: ``step()`` does not modify ``p.grad``) and
+   end as the direction ``u`` the final transform applies, ``p <- p - lr * u``.
+
+Complex parameters are optimized through their real view (``torch.view_as_real``), as torch.optim
+does; their state is stored complex, like torch's.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from unstuck.optim import validation
+from unstuck.optim.multi_tensor import clone
+
+__all__ = ["Bucket", "ChainOptimizer", "Transform"]
+
+
+class Bucket:
+    """Parameters of one group that share device, dtype and step count, with their state.
+
+    Attributes:
+        group: the parameter group (hyper-parameters are read from it by name).
+        params: the parameters (real views of complex ones), updated in place.
+        grads: their gradients (real views); read only.
+        states: the optimizer's per-parameter state dicts.
+        ndims: each parameter's number of dimensions (of the complex tensor, for complex ones).
+        step: the step count ``t`` shared by the bucket, 1 on a parameter's first step.
+        updates: the current direction ``u``; starts as ``grads``.
+    """
+
+    __slots__ = ("group", "params", "grads", "states", "ndims", "step", "updates", "_originals",
+                 "_owned")
+
+    def __init__(
+        self,
+        group: dict[str, Any],
+        originals: list[Tensor],
+        states: list[dict[str, Any]],
+        step: int,
+    ) -> None:
+        self.group = group
+        self._originals = originals
+        self.states = states
+        self.step = step
+        self.ndims = [p.dim() for p in originals]
+        self.params = [_real(p) for p in originals]
+        self.grads = [_real(p.grad) for p in originals]  # type: ignore[arg-type]
+        self.updates = self.grads
+        self._owned = False
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def set_updates(self, updates: list[Tensor], *, writable: bool = True) -> None:
+        """Replace the direction. ``writable=False`` when some of the tensors must not be
+        written by later transforms (gradients, or state such as a momentum buffer)."""
+        self.updates = updates
+        self._owned = writable
+
+    @property
+    def is_writable(self) -> bool:
+        """Whether every tensor of ``updates`` may be written in place."""
+        return self._owned
+
+    def writable_updates(self) -> list[Tensor]:
+        """The direction, copied first if it still aliases the gradients."""
+        if not self._owned:
+            self.set_updates(clone(self.updates))
+        return self.updates
+
+    def state(self, name: str, init: Callable[[Tensor], Tensor]) -> list[Tensor]:
+        """The per-parameter state tensors ``name`` (real views), created by ``init(param)``
+        where missing."""
+        out = []
+        for p, s in zip(self._originals, self.states, strict=True):
+            t = s.get(name)
+            if t is None:
+                t = s[name] = init(p)
+            out.append(_real(t))
+        return out
+
+    def has_state(self, name: str) -> list[bool]:
+        """Whether each parameter already holds state ``name``."""
+        return [name in s for s in self.states]
+
+    def subset(self, keep: list[bool]) -> Bucket:
+        """A bucket over the parameters where ``keep`` is true, sharing updates and state."""
+        sub = Bucket.__new__(Bucket)
+        sub.group, sub.step, sub._owned = self.group, self.step, self._owned
+        for name in ("_originals", "states", "ndims", "params", "grads", "updates"):
+            setattr(sub, name, [x for x, k in zip(getattr(self, name), keep, strict=True) if k])
+        return sub
+
+
+def _real(t: Tensor) -> Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+class Transform:
+    """One equation of an update rule, applied to a :class:`Bucket`.
+
+    Subclasses implement ``__call__`` (read ``bucket.updates``/state, write the new direction
+    or, for the final transforms, the parameters) and may implement ``init`` to create state on a
+    parameter's first step, before any transform runs.
+    """
+
+    def init(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        """State created on the parameter's first step (default: none)."""
+        return {}
+
+    def __call__(self, bucket: Bucket) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return type(self).__name__
+
+
+class ChainOptimizer(Optimizer):
+    """A ``torch.optim.Optimizer`` whose step runs ``chain`` over buckets of parameters.
+
+    Subclasses set ``chain`` (the transforms, in order) and ``rules`` (a check per
+    hyper-parameter, applied to the defaults and to every added group). All of torch.optim's
+    machinery works unchanged: param groups with their own hyper-parameters, ``closure``,
+    ``add_param_group``, ``zero_grad``, ``state_dict``/``load_state_dict``, step hooks, LR
+    schedulers and ``torch.amp.GradScaler``.
+    """
+
+    chain: ClassVar[tuple[Transform, ...]] = ()
+    rules: ClassVar[dict[str, validation.Check]] = {}
+    common_rules: ClassVar[dict[str, validation.Check]] = {
+        "lr": validation.non_negative,
+        "maximize": validation.flag,
+        "foreach": validation.flag,
+        "centralize": validation.flag,
+    }
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        self._check(defaults)
+        super().__init__(params, defaults)
+
+    def _check(self, values: dict[str, Any]) -> None:
+        validation.check_all(values, {**self.common_rules, **self.rules})
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group, as torch.optim does, after checking its tensors and hyper-parameters.
+
+        Raises ``ValueError`` for a non-leaf tensor or a tensor listed twice, naming it.
+        """
+        params = param_group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        param_group["params"] = params
+        seen: dict[int, int] = {}
+        for i, item in enumerate(params):
+            name, p = item if isinstance(item, tuple) else (f"params[{i}]", item)
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(p).__name__}")
+            if not (p.is_leaf or p.retains_grad):
+                raise ValueError(
+                    f"{name} (shape {list(p.shape)}) is not a leaf tensor: an optimizer can only "
+                    "update leaf tensors (pass the parameters themselves, not results of ops)"
+                )
+            if id(p) in seen:
+                raise ValueError(
+                    f"{name} (shape {list(p.shape)}) is listed twice in one parameter group "
+                    f"(first at index {seen[id(p)]})"
+                )
+            seen[id(p)] = i
+        self._check(param_group)
+        super().add_param_group(param_group)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:  # groups saved by older versions lack newer options
+            for name, default in self.defaults.items():
+                group.setdefault(name, default)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
+        """Perform one optimization step.
+
+        Args:
+            closure: re-evaluates the model and returns the loss (optional).
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for index, group in enumerate(self.param_groups):
+            for bucket in self._buckets(group, index):
+                for transform in self.chain:
+                    transform(bucket)
+        return loss
+
+    def _buckets(self, group: dict[str, Any], index: int) -> Iterator[Bucket]:
+        keyed: dict[tuple[Any, ...], tuple[list[Tensor], list[dict[str, Any]]]] = defaultdict(
+            lambda: ([], [])
+        )
+        for i, p in enumerate(group["params"]):
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                names = group.get("param_names")
+                name = names[i] if names else f"param_groups[{index}]['params'][{i}]"
+                raise RuntimeError(
+                    f"{name} (shape {list(p.shape)}) has a sparse gradient; "
+                    f"{type(self).__name__} supports dense gradients only "
+                    "(use torch.optim.SparseAdam or a dense embedding)"
+                )
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                for transform in self.chain:
+                    state.update(transform.init(p, group))
+            step = int(state["step"]) + 1
+            state["step"] = step
+            key = (p.device, p.dtype, step) if group["foreach"] else (i,)
+            params, states = keyed[key]
+            params.append(p)
+            states.append(state)
+        for key, (params, states) in keyed.items():
+            step = key[2] if group["foreach"] else states[0]["step"]
+            yield Bucket(group, params, states, step)
