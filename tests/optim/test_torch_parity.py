@@ -123,3 +123,22 @@ def test_complex_parameters_match_torch(name: str) -> None:
             p.grad = (p.detach() - 1j) * 0.5
             o.step()
     assert max_relative_difference([ours], [theirs]) <= TOLERANCE[torch.float64]
+
+
+@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per-tensor"])
+@pytest.mark.parametrize("name", NAMES)
+def test_parameters_that_start_late_keep_their_own_step_count(name: str, foreach: bool) -> None:
+    """A parameter without gradient for the first steps starts its own bias correction later,
+    as in torch.optim (buckets split by step count)."""
+    init, grad = make_problem(SHAPES, torch.float64, 7)
+    ours = [p.clone().requires_grad_() for p in init]
+    theirs = [p.clone().requires_grad_() for p in init]
+    hyper = draw_hyper_parameters(name, random.Random(name))
+    opt = getattr(unstuck, name)(ours, **hyper, foreach=foreach)
+    ref = getattr(torch.optim, name)(theirs, **hyper, foreach=foreach)
+    for step in range(60):
+        for params, optimizer in ((ours, opt), (theirs, ref)):
+            for i, (p, g) in enumerate(zip(params, grad(params, step), strict=True)):
+                p.grad = g if step >= 5 * i else None
+            optimizer.step()
+    assert max_relative_difference(ours, theirs) <= TOLERANCE[torch.float64]
