@@ -330,6 +330,7 @@ for _cls in (unstuck.Ranger, unstuck.RangerLARS):
     BAD_INPUT.append(("k", _cls, {"k": 2.5}))
     BAD_INPUT.append(("alpha", _cls, {"alpha": 1.5}))
     BAD_INPUT.append(("alpha", _cls, {"alpha": -0.1}))
+    BAD_INPUT.append(("n_sma_threshold", _cls, {"n_sma_threshold": 3}))
 BAD_INPUT += [
     ("momentum", unstuck.SGD, {"momentum": -0.5}),
     ("nesterov", unstuck.SGD, {"nesterov": True}),

@@ -27,6 +27,7 @@ __all__ = [
     "copy_",
     "div",
     "div_",
+    "div_into",
     "lerp_",
     "maximum_",
     "mul",
@@ -99,6 +100,15 @@ def div(xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
     if len(xs) == 1:
         return [xs[0].div(ys[0])]
     return list(torch._foreach_div(xs, ys))
+
+
+def div_into(numerators: list[Tensor], denominators: list[Tensor]) -> list[Tensor]:
+    """``n / d``, written over ``denominators`` where one op can (the per-tensor path), so a
+    temporary denominator's memory is reused; returns the quotients."""
+    if len(numerators) == 1:
+        torch.div(numerators[0], denominators[0], out=denominators[0])
+        return denominators
+    return list(torch._foreach_div(numerators, denominators))
 
 
 def div_(xs: list[Tensor], scalar: Scalar) -> None:

@@ -36,7 +36,7 @@ _RANGER_RULES: dict[str, check.Check] = {
     **_ADAM_RULES,
     "k": check.positive_int,
     "alpha": check.unit_interval,
-    "n_sma_threshold": check.non_negative,
+    "n_sma_threshold": check.rectification_threshold,
 }
 
 

@@ -145,7 +145,7 @@ class ScaleByAdagrad(Transform):
         mt.addcmul_(sums, b.updates, b.updates, value=1.0)
         std = mt.sqrt(sums)
         mt.add_(std, b.group["eps"])
-        u = mt.div(b.updates, std)
+        u = mt.div_into(b.updates, std)
         decay = 1.0 + (b.step - 1) * b.group["lr_decay"]
         if decay != 1.0:
             mt.div_(u, decay)
@@ -182,7 +182,7 @@ class ScaleByRms(Transform):
             mt.addcdiv_(bufs, b.updates, denom)
             b.set_updates(bufs, writable=False)  # the buffer is state
         else:
-            b.set_updates(mt.div(b.updates, denom))
+            b.set_updates(mt.div_into(b.updates, denom))
 
 
 def _adam_moments(b: Bucket) -> tuple[list[Tensor], list[Tensor]]:
@@ -215,7 +215,7 @@ class ScaleByAdam(Transform):
         denom = mt.sqrt(exp_avg_sqs)
         mt.div_(denom, math.sqrt(1.0 - beta2**b.step))
         mt.add_(denom, b.group["eps"])
-        u = mt.div(exp_avgs, denom)
+        u = mt.div_into(exp_avgs, denom)
         mt.div_(u, 1.0 - beta1**b.step)
         b.set_updates(u)
 
@@ -246,7 +246,7 @@ class ScaleByRAdam(Transform):
             )
             denom = mt.sqrt(exp_avg_sqs)
             mt.add_(denom, b.group["eps"])
-            u = mt.div(exp_avgs, denom)
+            u = mt.div_into(exp_avgs, denom)
             mt.mul_(u, rect * math.sqrt(bias_correction2) / bias_correction1)
         else:
             u = mt.clone(exp_avgs)

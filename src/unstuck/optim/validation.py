@@ -59,6 +59,15 @@ def betas(name: str, value: Any) -> None:
         unit_interval_open_right(f"{name}[{i}]", beta)
 
 
+def rectification_threshold(name: str, value: Any) -> None:
+    """RAdam's ``n_sma_threshold``: at least 4, where the rectification term is defined."""
+    v = _number(name, value)
+    if not 4.0 <= v < math.inf:
+        raise ValueError(
+            f"{name} must be >= 4 (the rectification needs rho_t > 4), got {value!r}"
+        )
+
+
 def flag(name: str, value: Any) -> None:
     """A ``bool``."""
     if not isinstance(value, bool):
