@@ -142,3 +142,31 @@ def test_parameters_that_start_late_keep_their_own_step_count(name: str, foreach
                 p.grad = g if step >= 5 * i else None
             optimizer.step()
     assert max_relative_difference(ours, theirs) <= TOLERANCE[torch.float64]
+
+
+@pytest.mark.parametrize("direction", ["torch->unstuck", "unstuck->torch"])
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoints_move_between_torch_and_unstuck(name: str, direction: str) -> None:
+    """State names follow torch.optim, so a run can switch library mid-way and continue."""
+    init, grad = make_problem(SHAPES, torch.float64, 3)
+    hyper = draw_hyper_parameters(name, random.Random(f"ckpt-{name}"))
+    first_lib, second_lib = (
+        (torch.optim, unstuck) if direction == "torch->unstuck" else (unstuck, torch.optim)
+    )
+    straight = [p.clone().requires_grad_() for p in init]
+    switched = [p.clone().requires_grad_() for p in init]
+    reference = getattr(first_lib, name)(straight, **hyper)
+    first = getattr(first_lib, name)(switched, **hyper)
+
+    def run(params: list[torch.Tensor], opt: torch.optim.Optimizer, steps: range) -> None:
+        for step in steps:
+            for p, g in zip(params, grad(params, step), strict=True):
+                p.grad = g
+            opt.step()
+
+    run(straight, reference, range(30))
+    run(switched, first, range(15))
+    second = getattr(second_lib, name)(switched, **hyper)
+    second.load_state_dict(first.state_dict())
+    run(switched, second, range(15, 30))
+    assert max_relative_difference(switched, straight) <= TOLERANCE[torch.float64]

@@ -223,11 +223,11 @@ class ChainOptimizer(Optimizer):
                     "(use torch.optim.SparseAdam or a dense embedding)"
                 )
             state = self.state[p]
-            if not state:
-                state["step"] = 0
+            if "step" not in state:  # first step (or state from an optimizer without a count)
                 for transform in self.chain:
-                    state.update(transform.init(p, group))
-            step = int(state["step"]) + 1
+                    for name, value in transform.init(p, group).items():
+                        state.setdefault(name, value)
+            step = int(state.get("step", 0)) + 1
             state["step"] = step
             key = (p.device, p.dtype, step) if group["foreach"] else (i,)
             params, states = keyed[key]
