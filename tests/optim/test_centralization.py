@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from support import TOLERANCE, max_relative_difference
 
 import unstuck
+from support import TOLERANCE, max_relative_difference
 from unstuck.optim import centralized
 
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import SHAPES, TOLERANCE, make_problem, max_relative_difference
 
 import unstuck
+from support import SHAPES, TOLERANCE, make_problem, max_relative_difference
 
 STEPS = 200
 
