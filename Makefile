@@ -22,7 +22,7 @@ test: venv
 	$(BIN)/python -m pytest -n 2
 
 lint: venv
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 
 clean:
 	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
