@@ -21,6 +21,7 @@ sys.path[:0] = [str(TESTS), str(TESTS / "optim")]
 
 import test_reference_parity as ref_parity  # noqa: E402
 import test_torch_parity as torch_parity  # noqa: E402
+
 from support import SHAPES, TOLERANCE  # noqa: E402
 
 
