@@ -384,3 +384,22 @@ def test_non_leaf_tensor_is_an_error() -> None:
     w = torch.ones(2, requires_grad=True)
     with pytest.raises(ValueError, match=r"params\[0\] \(shape \[2\]\) is not a leaf"):
         unstuck.SGD([w * 2])
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if "torch" not in n])
+def test_complex_parameters_get_complex_state(name: str) -> None:
+    """Complex parameters are optimized through their real view; state stays complex."""
+    w = torch.randn(3, 4, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
+    w.requires_grad_()
+    opt = FACTORIES[name]([w])
+    start = (w.detach() - 1j).abs().pow(2).sum().item()
+    for _ in range(60):
+        opt.zero_grad()
+        (w - 1j).abs().pow(2).sum().backward()
+        opt.step()
+    assert w.dtype == torch.complex64
+    assert (w.detach() - 1j).abs().pow(2).sum().item() < start
+    optimizer = getattr(opt, "optimizer", opt)
+    for key, value in optimizer.state[w].items():
+        if isinstance(value, torch.Tensor):
+            assert value.dtype == torch.complex64, key

@@ -95,6 +95,12 @@ class Bucket:
             out.append(_real(t))
         return out
 
+    def set_state(self, name: str, tensors: list[Tensor]) -> None:
+        """Store ``tensors`` (real views, as the bucket sees them) as state ``name``; complex
+        parameters get complex state, as in torch.optim."""
+        for p, s, t in zip(self._originals, self.states, tensors, strict=True):
+            s[name] = torch.view_as_complex(t) if p.is_complex() else t
+
     def has_state(self, name: str) -> list[bool]:
         """Whether each parameter already holds state ``name``."""
         return [name in s for s in self.states]

@@ -113,9 +113,7 @@ class SgdMomentum(Transform):
         fresh = [not h for h in b.has_state("momentum_buffer")]
         if any(fresh):
             sub = b.subset(fresh)
-            bufs = mt.clone(sub.updates)
-            for s, buf in zip(sub.states, bufs, strict=True):
-                s["momentum_buffer"] = buf
+            sub.set_state("momentum_buffer", mt.clone(sub.updates))
         if not all(fresh):
             sub = b.subset([not f for f in fresh])
             bufs = sub.state("momentum_buffer", _zeros)
