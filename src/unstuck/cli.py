@@ -1,4 +1,5 @@
-"""The ``unstuck`` command: ``unstuck demo`` now; ``compare``, ``surface``, ``doctor`` later.
+"""The ``unstuck`` command: ``unstuck demo`` and ``unstuck schedule``; ``compare``, ``surface``,
+``doctor`` later.
 
 Each subcommand is registered by one small ``_add_<name>`` function, listed in :data:`COMMANDS`,
 that adds its parser and sets ``handler`` (a ``_run_<name>`` function) and ``command_parser``.
@@ -12,6 +13,9 @@ This is the only module that prints: progress to stderr, results to stdout.
 from __future__ import annotations
 
 import argparse
+import csv
+import os
+import secrets
 import sys
 from collections.abc import Callable, Sequence
 
@@ -25,8 +29,8 @@ DESCRIPTION = """\
 unstuck: optimizers, schedules and diagnostics for PyTorch training that does not work yet.
 
 The library (import unstuck) gives drop-in torch.optim optimizers (SGD, Adam, AdamW, RAdam,
-Ranger, LARS, ...), gradient centralization and gradient tools. This command runs its
-experiments from the shell.
+Ranger, LARS, ...), learning-rate schedules, gradient centralization and gradient tools. This
+command runs its experiments from the shell.
 """
 
 EPILOG = "Run 'unstuck COMMAND --help' for the options of one command."
@@ -161,9 +165,207 @@ def _run_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- schedule -------------------------------------------------------------------------------
+
+_SCHEDULE_NAMES = "@SCHEDULE_NAMES@"
+"""Placeholder in ``unstuck schedule --help``, filled with the schedule names only when printed."""
+
+SCHEDULE_DESCRIPTION = """\
+Evaluate one or several learning-rate schedules, written in the text form below, at
+optimizer steps 0..N-1. With -o, draw them in one figure (one labelled curve each, warm-up
+shaded); with --csv, print step,lr rows (one lr column per schedule) on standard output; with
+neither, print a short summary of each. Drawing needs matplotlib (pip install 'unstuck[plot]').
+"""
+
+SCHEDULE_EPILOG = f"""\
+The text form:
+  A schedule is written as a call, NAME(ARG, ..., KEY=VALUE, ...): the same text that
+  repr() of a schedule prints. Combinators such as warmup take another schedule as their
+  first argument. Each schedule gives a multiplier of the base learning rate at every
+  optimizer step; the learning rate drawn is BASE * multiplier(step), for steps 0..N-1.
+  Quote each TEXT for your shell: it holds parentheses, commas and spaces.
+
+Examples:
+  unstuck schedule "warmup(cosine(10000), 500)" --steps 10000 --lr 1e-3
+  unstuck schedule "noam(d_model=512, warmup=4000)" --steps 20000 --lr 1 --csv
+  unstuck schedule "one_cycle(1000)" "step_decay(100, gamma=0.5)" --steps 1000 \\
+      --lr 0.1 --log -o schedules.png
+
+Schedules (arguments by position or by name; defaults shown):
+  {_SCHEDULE_NAMES}
+"""
+
+
+def _schedule_signatures() -> list[str]:
+    """``NAME(ARG, KEY=DEFAULT, ...)`` of every schedule the text form can call, sorted."""
+    import inspect
+
+    from unstuck.schedules import SCHEDULES
+
+    signatures = []
+    for name, schedule in sorted(SCHEDULES.items()):
+        arguments = [
+            parameter.name
+            if parameter.default is inspect.Parameter.empty
+            else f"{parameter.name}={parameter.default!r}"
+            for parameter in inspect.signature(schedule).parameters.values()
+        ]
+        signatures.append(f"{name}({', '.join(arguments)})")
+    return signatures
+
+
+class _ScheduleHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Fills in the schedule names when help is printed, so building the parser stays cheap."""
+
+    def add_text(self, text: str | None) -> None:
+        if text is not None and _SCHEDULE_NAMES in text:
+            try:
+                names = "\n  ".join(_schedule_signatures()) or "(none found)"
+            except ImportError as error:  # a broken install should not break --help
+                names = f"(unavailable: {error})"
+            text = text.replace(_SCHEDULE_NAMES, names)
+        super().add_text(text)
+
+
+def _add_schedule(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``unstuck schedule``."""
+    parser = subparsers.add_parser(
+        "schedule",
+        help="draw learning-rate schedules, or print them as CSV",
+        description=SCHEDULE_DESCRIPTION,
+        epilog=SCHEDULE_EPILOG,
+        formatter_class=_ScheduleHelpFormatter,
+    )
+    parser.add_argument(
+        "texts", nargs="+", metavar="TEXT", help="a schedule in the text form, e.g. 'cosine(1000)'"
+    )
+    parser.add_argument(
+        "--steps", type=_positive_int, required=True, metavar="N", help="evaluate steps 0..N-1"
+    )
+    parser.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=1.0,
+        metavar="BASE",
+        help="base learning rate the schedules multiply (default: 1, i.e. the multipliers)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default=None,
+        help="write the figure to FILE (PNG; .svg and .pdf also work)",
+    )
+    parser.add_argument("--force", action="store_true", help="with -o, overwrite FILE if it exists")
+    parser.add_argument(
+        "--csv", action="store_true", help="print step,lr rows as CSV on standard output"
+    )
+    parser.add_argument("--log", action="store_true", help="draw the learning rate on a log axis")
+    parser.add_argument("--title", default=None, help="title of the figure")
+    parser.set_defaults(handler=_run_schedule, command_parser=parser)
+
+
+def _figure_format(path: str) -> str:
+    """The image format of ``path`` from its suffix (png when it has none)."""
+    suffix = os.path.splitext(path)[1].lower().lstrip(".")
+    return suffix or "png"
+
+
+def _check_output(path: str, force: bool) -> None:
+    """Refuse an output path that cannot be written, before any work is done."""
+    if os.path.isdir(path):
+        raise UsageError(f"-o {path}: is a directory")
+    if os.path.exists(path) and not force:
+        raise UsageError(f"-o {path}: file exists; pass --force to overwrite it")
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise UsageError(f"-o {path}: directory {directory} does not exist")
+    if _figure_format(path) not in ("png", "svg", "pdf"):
+        raise UsageError(f"-o {path}: must end in .png, .svg or .pdf")
+
+
+def _save_atomically(figure, path: str) -> None:
+    """Write ``figure`` to ``path`` via a temporary file in the same directory and a rename,
+    so a reader never sees a half-written file and a failure leaves no partial one. The file
+    gets the permissions of any newly created file (0o666 less the umask), unlike ``mkstemp``'s
+    private 0o600."""
+    directory = os.path.dirname(path) or "."
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            figure.savefig(stream, format=_figure_format(path), dpi=120)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _run_schedule(args: argparse.Namespace) -> int:
+    """Handler of ``unstuck schedule``."""
+    from unstuck.schedules import ScheduleSyntaxError, parse
+
+    if args.output is not None:
+        _check_output(args.output, args.force)
+
+    schedules = {}
+    for text in args.texts:
+        try:
+            schedules[text] = parse(text)
+        except ScheduleSyntaxError as error:
+            print(f"unstuck schedule: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        except ValueError as error:  # a well-formed call with a bad argument (gamma <= 0, ...)
+            print(f"unstuck schedule: {text}: {error}", file=sys.stderr)
+            return EXIT_USAGE
+
+    curves = {
+        text: [args.lr * float(schedule(step)) for step in range(args.steps)]
+        for text, schedule in schedules.items()
+    }
+
+    if args.output is not None:
+        try:
+            from unstuck.plots import schedule_figure
+
+            figure = schedule_figure(curves, base_lr=args.lr, log_scale=args.log, title=args.title)
+        except ImportError as error:
+            print(f"unstuck schedule: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+        try:
+            _save_atomically(figure, args.output)
+        except OSError as error:
+            print(f"unstuck schedule: cannot write {args.output}: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"wrote {args.output}", file=sys.stderr)
+
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["step", *curves])
+        for step in range(args.steps):
+            writer.writerow([step, *(repr(curve[step]) for curve in curves.values())])
+    elif args.output is None:
+        print(_schedule_summary(curves))
+    return EXIT_OK
+
+
+def _schedule_summary(curves: dict[str, list[float]]) -> str:
+    """One block per schedule: lr at step 0, the largest lr and its step, the final lr."""
+    lines = []
+    for text, curve in curves.items():
+        peak_step = max(range(len(curve)), key=curve.__getitem__)
+        lines += [
+            text,
+            f"  step 0: {curve[0]:.6g}   max: {curve[peak_step]:.6g} at step {peak_step}   "
+            f"final (step {len(curve) - 1}): {curve[-1]:.6g}",
+        ]
+    return "\n".join(lines)
+
+
 # --- entry point ----------------------------------------------------------------------------
 
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_demo,)
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_demo, _add_schedule)
 """The registration functions of every subcommand, in ``--help`` order."""
 
 
