@@ -479,3 +479,19 @@ def test_values_are_finite_and_non_negative():
         for t in range(60):
             v = s(t)
             assert isinstance(v, float) and math.isfinite(v) and v >= 0.0, (s, t, v)
+
+
+@pytest.mark.parametrize("module", ["base", "decay", "combinators", "huggingface", "parse"])
+def test_docstring_examples_run(module: str) -> None:
+    """Every ``>>>`` example in the schedule modules' docstrings gives the output it shows."""
+    import doctest
+    import importlib
+
+    import unstuck.schedules
+
+    mod = importlib.import_module(f"unstuck.schedules.{module}")
+    result = doctest.testmod(
+        mod, extraglobs=vars(unstuck.schedules), optionflags=doctest.ELLIPSIS, verbose=False
+    )
+    assert result.failed == 0
+    assert result.attempted > 0 or module == "base"

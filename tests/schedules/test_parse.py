@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import unstuck.schedules as F
 from unstuck.schedules import (
     Schedule,
     ScheduleSyntaxError,
@@ -28,7 +29,6 @@ from unstuck.schedules import (
     warmup,
     warmup_stable_decay,
 )
-from unstuck.schedules import functions as F
 
 # --------------------------------------------------------------------------------------------
 # random schedules

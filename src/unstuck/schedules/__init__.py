@@ -8,30 +8,30 @@ Example:
     True
 """
 
-from unstuck.schedules.functions import (
-    SCHEDULES,
-    Schedule,
+from unstuck.schedules.base import Schedule
+from unstuck.schedules.combinators import join, scale, warmup
+from unstuck.schedules.decay import (
     constant,
-    constant_with_warmup,
     cosine,
     cosine_restarts,
-    cosine_with_warmup,
     exponential,
-    inverse_sqrt,
     inverse_time,
-    join,
     linear,
-    linear_with_warmup,
     multistep,
     noam,
     one_cycle,
     polynomial,
-    scale,
     step_decay,
-    warmup,
     warmup_stable_decay,
 )
+from unstuck.schedules.huggingface import (
+    constant_with_warmup,
+    cosine_with_warmup,
+    inverse_sqrt,
+    linear_with_warmup,
+)
 from unstuck.schedules.parse import ScheduleSyntaxError, parse
+from unstuck.schedules.registry import SCHEDULES
 from unstuck.schedules.scheduler import ReduceLROnPlateau, Scheduler
 
 __all__ = [

@@ -1,7 +1,7 @@
 """The text form of a schedule, for the command line and config files.
 
 ``parse("warmup(cosine(10000), 500)")`` gives ``warmup(cosine(total=10000), steps=500)``: a call
-is a schedule name from :data:`~unstuck.schedules.functions.SCHEDULES` with positional and/or
+is a schedule name from :data:`~unstuck.schedules.SCHEDULES` with positional and/or
 keyword arguments named as the schedule's own arguments. Values are numbers (``4000``, ``0.1``,
 ``1e-3``, ``-2``), strings in single or double quotes (``shape="cosine"``), ``True``, ``False``,
 ``None``, lists in brackets (``milestones=[30, 80]``) and other schedules. Every schedule's
@@ -25,7 +25,8 @@ import difflib
 import re
 from typing import Any, NamedTuple
 
-from unstuck.schedules.functions import SCHEDULES, Schedule
+from unstuck.schedules.base import Schedule
+from unstuck.schedules.registry import SCHEDULES
 
 __all__ = ["ScheduleSyntaxError", "parse"]
 
