@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e ".[test,demo,dev,plot]"
+	$(BIN)/pip install -e ".[test,demo,dev,plot]" torch==2.13.0
 	touch $(STAMP)
 
 demo: venv
