@@ -89,10 +89,10 @@ def default_optimizers(lr: float | None = None) -> dict[str, OptimizerFactory]:
 
     return {
         "SGD": lambda p: unstuck.SGD(p, lr=pick(0.1), momentum=0.9),
-        "Adam": lambda p: unstuck.Adam(p, lr=pick(1e-3)),
-        "AdamW": lambda p: unstuck.AdamW(p, lr=pick(1e-3)),
-        "RAdam": lambda p: unstuck.RAdam(p, lr=pick(1e-3)),
-        "Ranger": lambda p: unstuck.Ranger(p, lr=pick(1e-3)),
+        "Adam": lambda p: unstuck.Adam(p, lr=pick(1e-2)),
+        "AdamW": lambda p: unstuck.AdamW(p, lr=pick(1e-2)),
+        "RAdam": lambda p: unstuck.RAdam(p, lr=pick(1e-2)),
+        "Ranger": lambda p: unstuck.Ranger(p, lr=pick(1e-2)),
         "LARS": lambda p: unstuck.LARS(p, lr=pick(_LARS_LR)),
     }
 

@@ -28,7 +28,7 @@ class OptimizerWrapper(Optimizer):
         self._linked = False
         # Optimizer.__init__ sets up hooks, the patched step and ``state``; it is given an empty
         # group of its own so that nothing is added to the inner optimizer's groups.
-        super().__init__([{"params": []}], optimizer.defaults)
+        super().__init__([{"params": []}], dict(optimizer.defaults))
         self._linked = True
 
     @property  # type: ignore[override]
