@@ -403,3 +403,16 @@ def test_complex_parameters_get_complex_state(name: str) -> None:
     for key, value in optimizer.state[w].items():
         if isinstance(value, torch.Tensor):
             assert value.dtype == torch.complex64, key
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip_is_exact(name: str) -> None:
+    """Saving and loading changes nothing: same groups (keys and values), same state."""
+    model = make_model()
+    opt = FACTORIES[name](model.parameters())
+    train(model, opt, range(3))
+    before = opt.state_dict()
+    opt.load_state_dict(before)
+    after = opt.state_dict()
+    assert after["param_groups"] == before["param_groups"]
+    assert after.get("inner", {}).get("param_groups") == before.get("inner", {}).get("param_groups")

@@ -191,9 +191,11 @@ class ChainOptimizer(Optimizer):
         super().add_param_group(param_group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # Our own options only: torch's __setstate__ adds keys of its own to ``defaults``.
+        options = dict(state.get("defaults", {}))
         super().__setstate__(state)
         for group in self.param_groups:  # groups saved by older versions lack newer options
-            for name, default in self.defaults.items():
+            for name, default in options.items():
                 group.setdefault(name, default)
 
     @torch.no_grad()
