@@ -30,6 +30,8 @@ from unstuck.optim.multi_tensor import clone
 
 __all__ = ["Bucket", "ChainOptimizer", "Transform"]
 
+_TORCH_ADDED_DEFAULTS = frozenset({"differentiable"})
+
 
 class Bucket:
     """Parameters of one group that share device, dtype and step count, with their state.
@@ -191,12 +193,13 @@ class ChainOptimizer(Optimizer):
         super().add_param_group(param_group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # Our own options only: torch's __setstate__ adds keys of its own to ``defaults``.
-        options = dict(state.get("defaults", {}))
         super().__setstate__(state)
-        for group in self.param_groups:  # groups saved by older versions lack newer options
-            for name, default in options.items():
-                group.setdefault(name, default)
+        # Groups saved by older versions (or by torch.optim) lack some of our options. Only our
+        # own: torch's __setstate__ adds keys of its own (``differentiable``) to ``defaults``.
+        for group in self.param_groups:
+            for name, default in self.defaults.items():
+                if name not in _TORCH_ADDED_DEFAULTS:
+                    group.setdefault(name, default)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
