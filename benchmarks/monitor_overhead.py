@@ -1,0 +1,73 @@
+"""Time a training step of the digits MLP with and without :class:`unstuck.diagnose.Monitor`.
+
+Digits MLP (64-64-10) from ``unstuck.lab.tasks``, batch 64, Adam (unstuck's and torch.optim's),
+one CPU thread. A step is ``zero_grad; forward; backward; [observe]; step``; the table gives the
+median over many steps after a warm-up, and the overhead relative to the plain step.
+
+Usage: .venv/bin/python benchmarks/monitor_overhead.py [--steps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import unstuck
+from unstuck.diagnose.monitor import Monitor
+from unstuck.lab.tasks import digits_mlp
+
+
+def time_steps(make_opt, every: int | None, steps: int, warmup: int = 200) -> float:
+    """Median seconds per training step (``every=None``: no monitor)."""
+    task = digits_mlp()
+    model = task.make_model(0)
+    opt = make_opt(model.parameters())
+    monitor = Monitor(model, opt, every=every, history=steps + warmup) if every else None
+    x_all, y_all = task.train.inputs, task.train.targets
+    n = x_all.shape[0] // 64
+    times = []
+    for i in range(warmup + steps):
+        j = i % n
+        x, y = x_all[64 * j : 64 * j + 64], y_all[64 * j : 64 * j + 64]
+        start = time.perf_counter()
+        opt.zero_grad()
+        loss = task.loss(model(x), y)
+        loss.backward()
+        if monitor is not None:
+            monitor.observe(loss)
+        opt.step()
+        times.append(time.perf_counter() - start)
+    if monitor is not None:
+        monitor.close()
+    return statistics.median(times[warmup:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    optimizers = {
+        "unstuck.Adam": lambda p: unstuck.Adam(p, lr=1e-3),
+        "torch.optim.Adam": lambda p: torch.optim.Adam(p, lr=1e-3),
+    }
+    print(f"{'optimizer':<18} {'monitor':<10} {'ms/step':>8} {'overhead':>9}")
+    for name, make in optimizers.items():
+        # interleave the runs so that drift in the machine's speed hits all of them alike
+        base, results = [], {1: [], 10: []}
+        for _ in range(3):
+            base.append(time_steps(make, None, args.steps))
+            for every in results:
+                results[every].append(time_steps(make, every, args.steps))
+        b = min(base)
+        print(f"{name:<18} {'none':<10} {b * 1e3:8.3f} {'':>9}")
+        for every, ts in results.items():
+            t = min(ts)
+            print(f"{name:<18} {f'every={every}':<10} {t * 1e3:8.3f} {(t / b - 1) * 100:8.1f}%")
+
+
+if __name__ == "__main__":
+    main()

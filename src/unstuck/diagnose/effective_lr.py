@@ -1,0 +1,193 @@
+"""Effective learning rates of adaptive optimizers, read from their state.
+
+An adaptive optimizer divides the (momentum of the) gradient by a per-element scale ``sigma``
+before multiplying by the learning rate, so each element moves with its own *effective learning
+rate* ``lr / sigma``. This module reads ``sigma`` from the optimizer's state (torch.optim's state
+names, which unstuck's optimizers share) *after* a step, so it describes the step just taken:
+
+- Adam, AdamW (torch.optim and unstuck), RAdam (torch.optim and unstuck), unstuck.Ranger:
+  ``sigma = sqrt(v / (1 - beta2^t)) + eps`` with ``v = exp_avg_sq`` (``max_exp_avg_sq`` with
+  ``amsgrad``) and ``t = state["step"]``. RAdam and Ranger multiply this by their rectification
+  ``r_t`` only while ``rho_t > threshold`` (see :func:`rectification`); the effective lr reported
+  here is the un-rectified ``lr / sigma``.
+- Adagrad: ``sigma = sqrt(sum) + eps`` and ``lr`` decayed to ``lr / (1 + (t - 1) lr_decay)``.
+- RMSprop: ``sigma = sqrt(square_avg) + eps``, centred: ``sqrt(square_avg - grad_avg^2) + eps``
+  (momentum, if any, then accumulates ``g / sigma``).
+
+Wrappers (:class:`unstuck.Lookahead`, :func:`unstuck.centralize`, anything with an
+``.optimizer`` that is an Optimizer) are unwrapped. Other optimizers (SGD, LARS, ...) have no
+per-element scale: their effective lr is reported as ``None``; so is a parameter that has no state
+yet (before the first step).
+
+Example:
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.ones(3))
+    >>> opt = torch.optim.Adam([w], lr=0.1)
+    >>> w.sum().backward(); opt.step()
+    >>> lo, med, hi = effective_lr(opt, [w])[0]
+    >>> round(lo, 4), round(hi, 4)   # g = 1: v_hat = 1, lr / (1 + eps)
+    (0.1, 0.1)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+__all__ = ["Scale", "effective_lr", "optimizer_family", "rectification", "scales", "unwrap"]
+
+
+def unwrap(optimizer: Optimizer) -> Optimizer:
+    """The innermost optimizer of a chain of wrappers (each one's ``.optimizer``)."""
+    seen = {id(optimizer)}
+    while True:
+        inner = getattr(optimizer, "optimizer", None)
+        if not isinstance(inner, Optimizer) or id(inner) in seen:
+            return optimizer
+        seen.add(id(inner))
+        optimizer = inner
+
+
+def optimizer_family(optimizer: Optimizer) -> str | None:
+    """``"adam"``, ``"radam"``, ``"adagrad"``, ``"rmsprop"`` or ``None`` (no per-element scale)
+    for the innermost optimizer of ``optimizer``."""
+    from unstuck.optim import optimizers as uo
+
+    opt = unwrap(optimizer)
+    if isinstance(opt, (torch.optim.RAdam, uo.RAdam, uo.Ranger)):
+        return "radam"
+    if isinstance(opt, (torch.optim.Adam, torch.optim.AdamW, uo.Adam)):
+        return "adam"
+    if isinstance(opt, (torch.optim.Adagrad, uo.Adagrad)):
+        return "adagrad"
+    if isinstance(opt, (torch.optim.RMSprop, uo.RMSprop)):
+        return "rmsprop"
+    return None
+
+
+class Scale(NamedTuple):
+    """One tensor's effective lr, elementwise ``lr_t / (sqrt(c * x) + eps)``."""
+
+    x: Tensor
+    """The second-moment tensor (not copied; read it before the next step)."""
+    lr: float
+    """The learning rate of the step (Adagrad: decayed)."""
+    c: float
+    """``1 / (1 - beta2^t)`` for the Adam family, else 1."""
+    eps: float
+
+    def of(self, x: float) -> float:
+        """The effective lr at second-moment value ``x`` (NaN where ``x`` is NaN or < 0)."""
+        if not x >= 0:
+            return math.nan
+        return self.lr / (math.sqrt(self.c * x) + self.eps)
+
+
+def _float(value: Any) -> float:
+    return float(value.item()) if isinstance(value, Tensor) else float(value)
+
+
+def _group_of(optimizer: Optimizer) -> dict[int, dict[str, Any]]:
+    return {id(p): group for group in optimizer.param_groups for p in group["params"]}
+
+
+def scales(optimizer: Optimizer, params: list[Tensor]) -> list[Scale | None] | None:
+    """Per parameter, the :class:`Scale` of its last step; ``None`` for a parameter without state
+    (or not in the optimizer, or complex); ``None`` overall for an optimizer without a scale."""
+    family = optimizer_family(optimizer)
+    if family is None:
+        return None
+    opt = unwrap(optimizer)
+    groups = _group_of(opt)
+    out: list[Scale | None] = []
+    for p in params:
+        group = groups.get(id(p))
+        state = opt.state.get(p) if group is not None else None
+        if not state or "step" not in state or p.is_complex():
+            out.append(None)
+            continue
+        t = _float(state["step"])
+        lr, eps = _float(group["lr"]), float(group["eps"])
+        if family in ("adam", "radam"):
+            key = "max_exp_avg_sq" if group.get("amsgrad") else "exp_avg_sq"
+            x = state.get(key)
+            beta2 = float(group["betas"][1])
+            c = 1.0 / (1.0 - beta2**t) if t > 0 else math.nan
+        elif family == "adagrad":
+            x = state.get("sum")
+            lr = lr / (1.0 + (t - 1.0) * float(group["lr_decay"]))
+            c = 1.0
+        else:  # rmsprop
+            x = state.get("square_avg")
+            if x is not None and group.get("centered") and "grad_avg" in state:
+                x = torch.addcmul(x, state["grad_avg"], state["grad_avg"], value=-1.0)
+            c = 1.0
+        out.append(None if x is None or x.numel() == 0 else Scale(x, lr, c, eps))
+    return out
+
+
+def rectification(optimizer: Optimizer, params: list[Tensor]) -> dict[str, float | bool] | None:
+    """RAdam's (and Ranger's) rectification of the last step, from the first parameter with state.
+
+    ``rho_inf = 2 / (1 - beta2) - 1``, ``rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)``; the step
+    is rectified (adaptive) when ``rho_t > threshold`` (the group's ``n_sma_threshold``, torch's 5),
+    with ``r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))``.
+    Returns ``{"rho_t", "threshold", "rectified", "r_t"}`` (``r_t`` is ``None`` when not rectified),
+    or ``None`` for another optimizer or before the first step.
+    """
+    if optimizer_family(optimizer) != "radam":
+        return None
+    opt = unwrap(optimizer)
+    groups = _group_of(opt)
+    for p in params:
+        group = groups.get(id(p))
+        state = opt.state.get(p) if group is not None else None
+        if state and "step" in state:
+            t = _float(state["step"])
+            beta2 = float(group["betas"][1])
+            threshold = float(group.get("n_sma_threshold", 5.0))
+            return rho(t, beta2, threshold)
+    return None
+
+
+def rho(t: float, beta2: float, threshold: float = 5.0) -> dict[str, float | bool]:
+    """RAdam's ``rho_t``, whether step ``t`` is rectified, ``r_t`` (see :func:`rectification`)."""
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    rho_t = rho_inf - 2.0 * t * beta2**t / (1.0 - beta2**t)
+    rectified = rho_t > threshold
+    r_t = None
+    if rectified:
+        r_t = math.sqrt(
+            (rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
+        )
+    return {"rho_t": rho_t, "threshold": threshold, "rectified": rectified, "r_t": r_t}
+
+
+def effective_lr(
+    optimizer: Optimizer, params: list[Tensor]
+) -> list[tuple[float, float, float] | None] | None:
+    """Per parameter ``(min, median, max)`` of its elementwise effective lr ``lr / sigma``.
+
+    The median is the lower median (:func:`torch.median`'s). ``None`` where :func:`scales` gives
+    none. Eager and simple (a few host syncs per tensor); :class:`~unstuck.diagnose.Monitor`
+    computes the same numbers batched.
+    """
+    found = scales(optimizer, params)
+    if found is None:
+        return None
+    out: list[tuple[float, float, float] | None] = []
+    for s in found:
+        if s is None:
+            out.append(None)
+            continue
+        flat = s.x.detach().reshape(-1)
+        n = flat.numel()
+        lo_x, hi_x = flat.min().item(), flat.max().item()
+        # lr / sigma decreases in x: its lower median is the (n - (n + 1) // 2 + 1)-th smallest x
+        med_x = flat.kthvalue(n - (n + 1) // 2 + 1).values.item()
+        out.append((s.of(hi_x), s.of(med_x), s.of(lo_x)))
+    return out
