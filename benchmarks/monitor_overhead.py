@@ -20,12 +20,19 @@ from unstuck.diagnose.monitor import Monitor
 from unstuck.lab.tasks import digits_mlp
 
 
-def time_steps(make_opt, every: int | None, steps: int, warmup: int = 200) -> float:
-    """Median seconds per training step (``every=None``: no monitor)."""
+def time_steps(
+    make_opt, every: int | None, steps: int, warmup: int = 200, lr_every: int = 1
+) -> float:
+    """Median seconds per training step (``every=None``: no monitor; ``lr_every``: the
+    monitor's ``effective_lr_every``)."""
     task = digits_mlp()
     model = task.make_model(0)
     opt = make_opt(model.parameters())
-    monitor = Monitor(model, opt, every=every, history=steps + warmup) if every else None
+    monitor = (
+        Monitor(model, opt, every=every, history=steps + warmup, effective_lr_every=lr_every)
+        if every
+        else None
+    )
     x_all, y_all = task.train.inputs, task.train.targets
     n = x_all.shape[0] // 64
     times = []
@@ -54,19 +61,21 @@ def main() -> None:
         "unstuck.Adam": lambda p: unstuck.Adam(p, lr=1e-3),
         "torch.optim.Adam": lambda p: torch.optim.Adam(p, lr=1e-3),
     }
-    print(f"{'optimizer':<18} {'monitor':<10} {'ms/step':>8} {'overhead':>9}")
+    print(f"{'optimizer':<18} {'monitor':<31} {'ms/step':>8} {'overhead':>9}")
     for name, make in optimizers.items():
         # interleave the runs so that drift in the machine's speed hits all of them alike
-        base, results = [], {1: [], 10: []}
+        base, results = [], {(1, 1): [], (1, 10): [], (10, 1): []}
         for _ in range(3):
             base.append(time_steps(make, None, args.steps))
-            for every in results:
-                results[every].append(time_steps(make, every, args.steps))
+            for every, lr_every in results:
+                t = time_steps(make, every, args.steps, lr_every=lr_every)
+                results[every, lr_every].append(t)
         b = min(base)
-        print(f"{name:<18} {'none':<10} {b * 1e3:8.3f} {'':>9}")
-        for every, ts in results.items():
+        print(f"{name:<18} {'none':<31} {b * 1e3:8.3f} {'':>9}")
+        for (every, lr_every), ts in results.items():
             t = min(ts)
-            print(f"{name:<18} {f'every={every}':<10} {t * 1e3:8.3f} {(t / b - 1) * 100:8.1f}%")
+            label = f"every={every}" + (f", effective_lr_every={lr_every}" if lr_every > 1 else "")
+            print(f"{name:<18} {label:<31} {t * 1e3:8.3f} {(t / b - 1) * 100:8.1f}%")
 
 
 if __name__ == "__main__":

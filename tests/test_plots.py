@@ -135,3 +135,37 @@ def test_saves_a_png(tmp_path: Path) -> None:
 def test_bad_input_names_the_argument(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         schedule_figure(base_lr=1.0, **kwargs)
+
+
+@pytest.mark.parametrize("adam", [True, False])
+def test_monitor_figure_from_a_real_history(adam: bool) -> None:
+    import torch
+    from matplotlib.collections import QuadMesh
+
+    from unstuck.diagnose import Monitor
+    from unstuck.plots import monitor_figure
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    opt = (torch.optim.Adam if adam else torch.optim.SGD)(model.parameters(), lr=0.01)
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    with Monitor(model, opt) as monitor:
+        for _ in range(5):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            monitor.observe(loss)
+            opt.step()
+        history = monitor.history
+    figure = monitor_figure(history)
+    axes = [a for a in figure.axes if a.get_label() != "<colorbar>"]
+    assert len(axes) == (3 if adam else 2)
+    assert axes[0].get_ylabel() == "loss, gradient norm"
+    assert axes[0].get_yscale() == "log"
+    assert axes[1].get_ylabel() == "parameter tensor"
+    assert [t.get_text() for t in axes[1].get_yticklabels()] == list(history[0]["layers"])
+    assert any(isinstance(c, QuadMesh) for c in axes[1].collections)  # the heat-map
+    assert axes[-1].get_xlabel() == "step"
+    if adam:
+        assert axes[2].get_ylabel() == "effective lr (lr / sigma)"
+        assert axes[2].collections  # the min..max band

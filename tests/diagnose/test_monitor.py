@@ -297,3 +297,15 @@ def test_close_removes_hooks():
     monitor.close()
     monitor.close()
     assert not model[0]._forward_hooks and not opt._optimizer_step_post_hooks
+
+
+def test_effective_lr_every_skips_records():
+    model = mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    with Monitor(model, opt, effective_lr_every=3) as monitor:
+        train(model, opt, monitor, 7)
+        history = monitor.history
+    assert [r["effective_lr"] is not None for r in history] == [
+        True, False, False, True, False, False, True]
+    with pytest.raises(ValueError, match="effective_lr_every must be"):
+        Monitor(model, opt, effective_lr_every=0)

@@ -38,7 +38,16 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["Scale", "effective_lr", "optimizer_family", "rectification", "scales", "unwrap"]
+__all__ = [
+    "Scale",
+    "batched",
+    "effective_lr",
+    "optimizer_family",
+    "rectification",
+    "scales",
+    "unbatch",
+    "unwrap",
+]
 
 
 def unwrap(optimizer: Optimizer) -> Optimizer:
@@ -191,3 +200,58 @@ def effective_lr(
         med_x = flat.kthvalue(n - (n + 1) // 2 + 1).values.item()
         out.append((s.of(hi_x), s.of(med_x), s.of(lo_x)))
     return out
+
+
+def batched(found: list[Scale | None]) -> list[Tensor]:
+    """The 0-dim tensors :func:`unbatch` needs, to be read in one host sync with others.
+
+    Per present tensor the largest ``x`` and ``-x`` and the lower median of ``-x``, then one
+    global median; empty when no tensor has a scale. lr / sigma decreases in ``x``, so its lower
+    median is ``-median(-x)`` (torch's lower median of ``-x`` is the upper median of ``x``).
+    """
+    present = [s for s in found if s is not None]
+    if not present:
+        return []
+    xs = [s.x.detach().reshape(-1) for s in present]
+    negs = torch._foreach_neg(xs)
+    out = [*torch._foreach_max(xs), *torch._foreach_max(negs), *(x.median() for x in negs)]
+    if _uniform(present):  # one scale: the median of -x, mapped to lr / sigma on the host
+        out.append((torch.cat(negs) if len(negs) > 1 else negs[0]).median())
+    else:  # the lower median of lr / sigma itself, negated so that decoding is uniform
+        effs = torch.cat(
+            [(x.double() * s.c).sqrt_().add_(s.eps).reciprocal_().mul_(s.lr) for s, x in zip(
+                present, xs, strict=True)]
+        )
+        out.append(-effs.kthvalue((effs.numel() + 1) // 2).values)
+    return out
+
+
+def unbatch(found: list[Scale | None], values: list[float]) -> dict[str, Any] | None:
+    """``{"min", "median", "max", "layers"}`` (layers: per tensor ``{min, median, max}`` or
+    ``None``) from the values of :func:`batched`'s tensors; ``None`` when none has a scale."""
+    present = [s for s in found if s is not None]
+    m = len(present)
+    if not m:
+        return None
+    his, negs, meds = values[:m], values[m : 2 * m], values[2 * m : 3 * m]
+    gmed = values[3 * m]
+    it = iter(zip(his, negs, meds, strict=True))
+    layers: list[dict[str, float] | None] = []
+    for s in found:
+        if s is None:
+            layers.append(None)
+            continue
+        hi, neg, med = next(it)
+        layers.append({"min": s.of(hi), "median": s.of(-med), "max": s.of(-neg)})
+    known = [v for v in layers if v is not None]
+    return {
+        "min": min(v["min"] for v in known),
+        "median": present[0].of(-gmed) if _uniform(present) else -gmed,
+        "max": max(v["max"] for v in known),
+        "layers": layers,
+    }
+
+
+def _uniform(present: list[Scale]) -> bool:
+    first = present[0]
+    return all((s.lr, s.c, s.eps) == (first.lr, first.c, first.eps) for s in present)

@@ -42,7 +42,11 @@ two observes counts as part of the update.
 Cost: the norms are multi-tensor (``torch._foreach_norm``); sampled steps keep two flat copies of
 the parameters (the previous parameters and the previous update). Observes that are not sampled,
 nor next to a sampled one, cost almost nothing. ``watch_forward`` adds one ``isfinite`` test per
-module per forward pass. Nothing here changes the model, its gradients or the optimizer.
+module per forward pass. The effective-lr medians (one selection per tensor and one over all)
+are about half of what a sampled observe costs on a small model; ``effective_lr_every=k``
+computes the effective lr on one sampled record in ``k`` only (default 1: on every one).
+Measured by ``benchmarks/monitor_overhead.py``. Nothing here changes the model, its gradients or
+the optimizer. Decoding, summary and JSON Lines live in :mod:`unstuck.diagnose.records`.
 
 Example:
     >>> import torch
@@ -61,11 +65,8 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import statistics
-import tempfile
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
@@ -75,7 +76,16 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from unstuck.diagnose.effective_lr import rectification, scales
+from unstuck.diagnose.effective_lr import batched, rectification, scales, unbatch
+from unstuck.diagnose.records import (
+    check_loss,
+    decode,
+    finish_update,
+    read_jsonl,
+    summarize,
+    tensors_in,
+    write_jsonl,
+)
 
 __all__ = ["Monitor", "read_jsonl"]
 
@@ -95,10 +105,14 @@ class Monitor:
         history: keep at most this many records (the oldest are dropped; ``>= 1``).
         names: watch only these parameter names (default: all trainable parameters).
         watch_forward: find the first module whose forward output is non-finite (forward hooks).
+        effective_lr_every: compute ``effective_lr`` on one sampled record in
+            ``effective_lr_every`` (default 1: on every one; the others hold ``None``). The
+            per-tensor medians are most of the monitor's cost on small models: 10 cuts the
+            overhead at ``every=1`` by about half (``benchmarks/monitor_overhead.py``).
 
     Raises:
-        ValueError: ``every`` or ``history`` below 1, a name that is not a trainable parameter,
-            or a model without trainable parameters.
+        ValueError: ``every``, ``history`` or ``effective_lr_every`` below 1, a name that is not
+            a trainable parameter, or a model without trainable parameters.
         TypeError: ``model`` is not a Module or ``optimizer`` not an Optimizer.
     """
 
@@ -110,6 +124,7 @@ class Monitor:
         history: int = 10_000,
         names: Iterable[str] | None = None,
         watch_forward: bool = False,
+        effective_lr_every: int = 1,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -117,7 +132,8 @@ class Monitor:
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
-        for arg, value in (("every", every), ("history", history)):
+        checks = {"every": every, "history": history, "effective_lr_every": effective_lr_every}
+        for arg, value in checks.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{arg} must be an integer >= 1, got {value!r}")
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -138,6 +154,7 @@ class Monitor:
                 raise ValueError("names must name at least one parameter, got []")
             trainable = {n: trainable[n] for n in dict.fromkeys(names)}
         self.model, self.optimizer, self.every = model, optimizer, every
+        self.effective_lr_every = effective_lr_every
         self.names: list[str] = list(trainable)
         self._params: list[Tensor] = list(trainable.values())
         self._sizes = [p.numel() for p in self._params]
@@ -174,7 +191,7 @@ class Monitor:
             if self._count % self.every or len(self._flags) >= _MAX_FORWARD_FLAGS:
                 return
             with torch.no_grad():
-                for t in _tensors(output):
+                for t in tensors_in(output):
                     if t.is_floating_point() or t.is_complex():
                         self._flags.append((name, torch.isfinite(t).all()))
 
@@ -189,7 +206,7 @@ class Monitor:
         Raises:
             ValueError: ``loss`` has more than one element.
         """
-        loss_t = _check_loss(loss)
+        loss_t = check_loss(loss)
         k = self._count
         self._count += 1
         every = self.every
@@ -257,13 +274,12 @@ class Monitor:
         if pending is not None:
             found = scales(self.optimizer, params)
             rect = rectification(self.optimizer, params)
+            if found is not None and (pending["step"] // self.every) % self.effective_lr_every:
+                found = None  # not an effective-lr record: skip the selections
+                pending["effective_lr"] = None
             if found is not None:
-                xs = [s.x.detach().reshape(-1) for s in found if s is not None]
-                if xs:
-                    scalars += torch._foreach_max(xs)
-                    scalars += torch._foreach_max(torch._foreach_neg(xs))
-                    scalars += [x.kthvalue(x.numel() - (x.numel() + 1) // 2 + 1).values for x in xs]
-                    scalars += self._global_median(found, xs)
+                selections = batched(found)
+                scalars += selections
         flags = self._flags
         self._flags = []
         scalars += [f for _, f in flags]
@@ -288,7 +304,7 @@ class Monitor:
                 sn = values[pos : pos + n]
                 dn = values[pos + n : pos + 2 * n]
                 pos += 2 * n
-            _finish_update(pending, un, sn if cos else None, dn if cos else None)
+            finish_update(pending, un, sn if cos else None, dn if cos else None)
         sc = len(norms)
         if sampled:
             grad_norms: list[float | None] = [None] * n
@@ -304,14 +320,9 @@ class Monitor:
                 sc += 1
         if pending is not None:
             if found is not None:
-                m = sum(s is not None for s in found)
-                if m:
-                    his, negs = values[sc : sc + m], values[sc + m : sc + 2 * m]
-                    meds, gmed = values[sc + 2 * m : sc + 3 * m], values[sc + 3 * m]
-                    sc += 3 * m + 1
-                    pending["effective_lr"] = _effective(found, his, negs, meds, gmed)
-                else:
-                    pending["effective_lr"] = None
+                m = len(selections)
+                pending["effective_lr"] = unbatch(found, values[sc : sc + m])
+                sc += m
             pending["rectification"] = rect
             self._records.append(pending)
         forward = None
@@ -362,23 +373,6 @@ class Monitor:
                 out[i] = view
         return out
 
-    @staticmethod
-    def _global_median(found: list[Any], xs: list[Tensor]) -> list[Tensor]:
-        """One 0-dim tensor: the lower median of lr / sigma over all watched elements, as the
-        matching x value when every tensor shares one scale, else as the lr / sigma value
-        itself (negated, so that decoding is uniform)."""
-        present = [s for s in found if s is not None]
-        first = present[0]
-        if all((s.lr, s.c, s.eps) == (first.lr, first.c, first.eps) for s in present):
-            flat = torch.cat(xs) if len(xs) > 1 else xs[0]
-            total = flat.numel()
-            return [flat.kthvalue(total - (total + 1) // 2 + 1).values]
-        effs = torch.cat(
-            [(x.double() * s.c).sqrt_().add_(s.eps).reciprocal_().mul_(s.lr) for s, x in zip(
-                present, xs, strict=True)]
-        )
-        return [-effs.kthvalue((effs.numel() + 1) // 2).values]
-
     # ----------------------------------------------------------------------------- results
     def _flush(self) -> None:
         """Complete the last sampled record if exactly one step was taken since it."""
@@ -399,46 +393,7 @@ class Monitor:
         raw = list(self._records)
         if self._pending is not None:
             raw.append(self._pending)
-        return [self._decode(r) for r in raw[-self._records.maxlen :]]  # type: ignore[misc]
-
-    def _decode(self, r: dict[str, Any]) -> dict[str, Any]:
-        names, n = self.names, len(self.names)
-        grad, weight = r["grad"], r["weight"]
-        update, cosine = r["update"], r["cosine"]
-        layers = {}
-        ratios = []
-        for i in range(n):
-            un = update[i] if update is not None else None
-            ratio = _ratio(un, weight[i])
-            ratios.append(ratio)
-            layers[names[i]] = {
-                "grad_norm": grad[i],
-                "weight_norm": weight[i],
-                "update_norm": un,
-                "update_ratio": ratio,
-                "update_cosine": cosine[i] if cosine is not None else None,
-            }
-        weight_norm = math.sqrt(sum(w * w for w in weight))
-        update_norm = math.sqrt(sum(x * x for x in update)) if update is not None else None
-        global_cos = None
-        if r["s2d2"] is not None:
-            s2, d2 = r["s2d2"]
-            prev2 = _prev_norm2(update_norm, s2, d2)
-            global_cos = _cosine(s2, d2, update_norm, prev2)
-        return {
-            "step": r["step"],
-            "loss": r["loss"],
-            "grad_norm": r["grad_norm"],
-            "weight_norm": weight_norm,
-            "update_norm": update_norm,
-            "update_ratio": _ratio(update_norm, weight_norm),
-            "update_cosine": global_cos,
-            "layers": layers,
-            "effective_lr": r["effective_lr"],
-            "rectification": r["rectification"],
-            "nonfinite_grads": list(r["nonfinite_grads"]),
-            "nonfinite_forward": r["nonfinite_forward"],
-        }
+        return [decode(r, self.names) for r in raw[-self._records.maxlen :]]  # type: ignore[misc]
 
     def summary(self) -> dict[str, Any]:
         """A plain dict that sums up the history (``None`` where there is nothing to sum up).
@@ -451,43 +406,7 @@ class Monitor:
         ``nonfinite_forward`` (``{"module", "step"}``), ``effective_lr`` (``min``, ``max`` over the
         records and the ``last`` record's ``{min, median, max}``), ``rectified_fraction``.
         """
-        records = self.history
-        losses = [(r["step"], r["loss"]) for r in records if _finite(r["loss"])]
-        grads = [r["grad_norm"] for r in records if _finite(r["grad_norm"])]
-        spread, spread_step = None, None
-        for r in records:
-            ratios = [x["update_ratio"] for x in r["layers"].values() if _finite(x["update_ratio"])]
-            if len(ratios) >= 2 and min(ratios) > 0:
-                s = max(ratios) / min(ratios)
-                if spread is None or s > spread:
-                    spread, spread_step = s, r["step"]
-        cosines = [r["update_cosine"] for r in records if r["update_cosine"] is not None]
-        effs = [r["effective_lr"] for r in records if r["effective_lr"] is not None]
-        rects = [r["rectification"]["rectified"] for r in records if r["rectification"]]
-        forward = self.first_nonfinite_forward
-        return {
-            "steps": len(records),
-            "last_loss": records[-1]["loss"] if records else None,
-            "loss_trend": _slope(losses),
-            "grad_norm": {
-                "min": min(grads),
-                "median": statistics.median(grads),
-                "max": max(grads),
-                "last": grads[-1],
-            } if grads else None,
-            "update_ratio_spread": {"max_over_min": spread, "step": spread_step}
-            if spread is not None else None,
-            "negative_cosine_fraction": sum(c < 0 for c in cosines) / len(cosines)
-            if cosines else None,
-            "nonfinite_grads": dict(self.first_nonfinite),
-            "nonfinite_forward": {"module": forward[0], "step": forward[1]} if forward else None,
-            "effective_lr": {
-                "min": min(e["min"] for e in effs),
-                "max": max(e["max"] for e in effs),
-                "last": {key: effs[-1][key] for key in ("min", "median", "max")},
-            } if effs else None,
-            "rectified_fraction": sum(rects) / len(rects) if rects else None,
-        }
+        return summarize(self.history, self.first_nonfinite, self.first_nonfinite_forward)
 
     def to_jsonl(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write :attr:`history` as JSON Lines (one record a line), atomically.
@@ -498,21 +417,7 @@ class Monitor:
         Raises:
             FileExistsError: ``path`` exists and ``overwrite`` is False.
         """
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"path {str(path)!r} exists; pass overwrite=True to replace it")
-        lines = [json.dumps(_jsonable(r), allow_nan=False) for r in self.history]
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write("".join(line + "\n" for line in lines))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_jsonl(self.history, path, overwrite=overwrite)
 
     def close(self) -> None:
         """Remove the hooks (idempotent); the history stays readable."""
@@ -532,128 +437,3 @@ class Monitor:
             f"records={len(self._records) + (self._pending is not None)})"
         )
 
-
-def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a file written by :meth:`Monitor.to_jsonl` (non-finite strings back to floats)."""
-    with open(path, encoding="utf-8") as f:
-        return [_unjson(json.loads(line)) for line in f if line.strip()]
-
-
-# --------------------------------------------------------------------------------- helpers
-def _check_loss(loss: Any) -> Tensor | None:
-    if loss is None:
-        return None
-    if isinstance(loss, Tensor):
-        if loss.numel() != 1:
-            raise ValueError(
-                f"loss must be a scalar (one element), got a tensor of shape {tuple(loss.shape)}"
-            )
-        loss = loss.detach().reshape(())
-        return loss.real if loss.is_complex() else loss
-    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
-        return torch.tensor(float(loss), dtype=torch.float64)
-    raise ValueError(f"loss must be a scalar tensor or a number, got {type(loss).__name__}")
-
-
-def _tensors(output: Any) -> Iterable[Tensor]:
-    if isinstance(output, Tensor):
-        yield output
-    elif isinstance(output, (list, tuple)):
-        for item in output:
-            yield from _tensors(item)
-    elif isinstance(output, dict):
-        for item in output.values():
-            yield from _tensors(item)
-
-
-def _finish_update(
-    record: dict[str, Any], un: list[float], sn: list[float] | None, dn: list[float] | None
-) -> None:
-    record["update"] = un
-    if sn is None or dn is None:
-        return
-    cos = []
-    for u, s, d in zip(un, sn, dn, strict=True):
-        s2, d2 = s * s, d * d
-        cos.append(_cosine(s2, d2, u, _prev_norm2(u, s2, d2)))
-    record["cosine"] = cos
-    record["s2d2"] = (sum(s * s for s in sn), sum(d * d for d in dn))
-
-
-def _prev_norm2(u: float | None, s2: float, d2: float) -> float:
-    """``|b|^2`` from ``|a + b|^2 + |a - b|^2 = 2 |a|^2 + 2 |b|^2``."""
-    return max((s2 + d2) / 2.0 - (u or 0.0) ** 2, 0.0)
-
-
-def _cosine(s2: float, d2: float, u: float | None, prev2: float) -> float | None:
-    """``a.b / (|a| |b|)`` with ``a.b = (|a + b|^2 - |a - b|^2) / 4`` (polarization)."""
-    denom = (u or 0.0) * math.sqrt(prev2)
-    if not denom > 0 or not math.isfinite(denom):
-        return None
-    return max(-1.0, min(1.0, (s2 - d2) / 4.0 / denom))
-
-
-def _effective(
-    found: list[Any], his: list[float], negs: list[float], meds: list[float], gmed: float
-) -> dict[str, Any]:
-    layers: list[dict[str, float] | None] = []
-    it = iter(zip(his, negs, meds, strict=True))
-    present = []
-    for s in found:
-        if s is None:
-            layers.append(None)
-            continue
-        hi, neg, med = next(it)
-        layers.append({"min": s.of(hi), "median": s.of(med), "max": s.of(-neg)})
-        present.append(s)
-    values = [v for v in layers if v is not None]
-    first = present[0]
-    uniform = all((s.lr, s.c, s.eps) == (first.lr, first.c, first.eps) for s in present)
-    return {
-        "min": min(v["min"] for v in values),
-        "median": first.of(gmed) if uniform else -gmed,
-        "max": max(v["max"] for v in values),
-        "layers": layers,
-    }
-
-
-def _ratio(num: float | None, den: float | None) -> float | None:
-    if num is None or den is None or not den > 0:
-        return None
-    return num / den
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def _slope(points: list[tuple[int, float]]) -> float | None:
-    if len(points) < 2:
-        return None
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else None
-
-
-_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x
-
-
-def _unjson(x: Any) -> Any:
-    if isinstance(x, str) and x in _NONFINITE:
-        return _NONFINITE[x]
-    if isinstance(x, dict):
-        return {k: _unjson(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_unjson(v) for v in x]
-    return x

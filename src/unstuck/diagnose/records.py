@@ -1,0 +1,231 @@
+"""Records of :class:`unstuck.diagnose.Monitor`: decoding, summary, JSON Lines.
+
+A raw record holds the per-tensor numbers in parameter order; :func:`decode` turns it into the
+plain dict of ``Monitor.history``, :func:`summarize` sums up a history, :func:`write_jsonl` and
+:func:`read_jsonl` store one (non-finite floats as the strings ``"NaN"``, ``"Infinity"``,
+``"-Infinity"``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_loss", "decode", "read_jsonl", "summarize", "tensors_in", "write_jsonl"]
+
+
+def decode(r: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """A raw record of :class:`~unstuck.diagnose.Monitor` as the plain dict of its history."""
+    n = len(names)
+    grad, weight = r["grad"], r["weight"]
+    update, cosine = r["update"], r["cosine"]
+    layers = {}
+    ratios = []
+    for i in range(n):
+        un = update[i] if update is not None else None
+        ratio = _ratio(un, weight[i])
+        ratios.append(ratio)
+        layers[names[i]] = {
+            "grad_norm": grad[i],
+            "weight_norm": weight[i],
+            "update_norm": un,
+            "update_ratio": ratio,
+            "update_cosine": cosine[i] if cosine is not None else None,
+        }
+    weight_norm = math.sqrt(sum(w * w for w in weight))
+    update_norm = math.sqrt(sum(x * x for x in update)) if update is not None else None
+    global_cos = None
+    if r["s2d2"] is not None:
+        s2, d2 = r["s2d2"]
+        prev2 = prev_norm2(update_norm, s2, d2)
+        global_cos = cosine_of(s2, d2, update_norm, prev2)
+    return {
+        "step": r["step"],
+        "loss": r["loss"],
+        "grad_norm": r["grad_norm"],
+        "weight_norm": weight_norm,
+        "update_norm": update_norm,
+        "update_ratio": _ratio(update_norm, weight_norm),
+        "update_cosine": global_cos,
+        "layers": layers,
+        "effective_lr": r["effective_lr"],
+        "rectification": r["rectification"],
+        "nonfinite_grads": list(r["nonfinite_grads"]),
+        "nonfinite_forward": r["nonfinite_forward"],
+    }
+
+
+def summarize(
+    records: list[dict[str, Any]],
+    first_nonfinite: dict[str, int],
+    forward: tuple[str, int] | None,
+) -> dict[str, Any]:
+    """The summary of decoded records (see ``Monitor.summary``)."""
+    losses = [(r["step"], r["loss"]) for r in records if _finite(r["loss"])]
+    grads = [r["grad_norm"] for r in records if _finite(r["grad_norm"])]
+    spread, spread_step = None, None
+    for r in records:
+        ratios = [x["update_ratio"] for x in r["layers"].values() if _finite(x["update_ratio"])]
+        if len(ratios) >= 2 and min(ratios) > 0:
+            s = max(ratios) / min(ratios)
+            if spread is None or s > spread:
+                spread, spread_step = s, r["step"]
+    cosines = [r["update_cosine"] for r in records if r["update_cosine"] is not None]
+    effs = [r["effective_lr"] for r in records if r["effective_lr"] is not None]
+    rects = [r["rectification"]["rectified"] for r in records if r["rectification"]]
+    return {
+        "steps": len(records),
+        "last_loss": records[-1]["loss"] if records else None,
+        "loss_trend": _slope(losses),
+        "grad_norm": {
+            "min": min(grads),
+            "median": statistics.median(grads),
+            "max": max(grads),
+            "last": grads[-1],
+        } if grads else None,
+        "update_ratio_spread": {"max_over_min": spread, "step": spread_step}
+        if spread is not None else None,
+        "negative_cosine_fraction": sum(c < 0 for c in cosines) / len(cosines)
+        if cosines else None,
+        "nonfinite_grads": dict(first_nonfinite),
+        "nonfinite_forward": {"module": forward[0], "step": forward[1]} if forward else None,
+        "effective_lr": {
+            "min": min(e["min"] for e in effs),
+            "max": max(e["max"] for e in effs),
+            "last": {key: effs[-1][key] for key in ("min", "median", "max")},
+        } if effs else None,
+        "rectified_fraction": sum(rects) / len(rects) if rects else None,
+    }
+
+
+def write_jsonl(
+    records: list[dict[str, Any]], path: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
+    """Write decoded records as JSON Lines, atomically (see ``Monitor.to_jsonl``)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"path {str(path)!r} exists; pass overwrite=True to replace it")
+    lines = [json.dumps(_jsonable(r), allow_nan=False) for r in records]
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in lines))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a file written by :meth:`Monitor.to_jsonl` (non-finite strings back to floats)."""
+    with open(path, encoding="utf-8") as f:
+        return [_unjson(json.loads(line)) for line in f if line.strip()]
+
+
+def check_loss(loss: Any) -> Tensor | None:
+    """``loss`` as a detached 0-dim real tensor (``None`` stays ``None``)."""
+    if loss is None:
+        return None
+    if isinstance(loss, Tensor):
+        if loss.numel() != 1:
+            raise ValueError(
+                f"loss must be a scalar (one element), got a tensor of shape {tuple(loss.shape)}"
+            )
+        loss = loss.detach().reshape(())
+        return loss.real if loss.is_complex() else loss
+    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+        return torch.tensor(float(loss), dtype=torch.float64)
+    raise ValueError(f"loss must be a scalar tensor or a number, got {type(loss).__name__}")
+
+
+def tensors_in(output: Any) -> Iterable[Tensor]:
+    """The tensors in a forward output (nested lists, tuples, dicts)."""
+    if isinstance(output, Tensor):
+        yield output
+    elif isinstance(output, (list, tuple)):
+        for item in output:
+            yield from tensors_in(item)
+    elif isinstance(output, dict):
+        for item in output.values():
+            yield from tensors_in(item)
+
+
+def finish_update(
+    record: dict[str, Any], un: list[float], sn: list[float] | None, dn: list[float] | None
+) -> None:
+    record["update"] = un
+    if sn is None or dn is None:
+        return
+    cos = []
+    for u, s, d in zip(un, sn, dn, strict=True):
+        s2, d2 = s * s, d * d
+        cos.append(cosine_of(s2, d2, u, prev_norm2(u, s2, d2)))
+    record["cosine"] = cos
+    record["s2d2"] = (sum(s * s for s in sn), sum(d * d for d in dn))
+
+
+def prev_norm2(u: float | None, s2: float, d2: float) -> float:
+    """``|b|^2`` from ``|a + b|^2 + |a - b|^2 = 2 |a|^2 + 2 |b|^2``."""
+    return max((s2 + d2) / 2.0 - (u or 0.0) ** 2, 0.0)
+
+
+def cosine_of(s2: float, d2: float, u: float | None, prev2: float) -> float | None:
+    """``a.b / (|a| |b|)`` with ``a.b = (|a + b|^2 - |a - b|^2) / 4`` (polarization)."""
+    denom = (u or 0.0) * math.sqrt(prev2)
+    if not denom > 0 or not math.isfinite(denom):
+        return None
+    return max(-1.0, min(1.0, (s2 - d2) / 4.0 / denom))
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    if num is None or den is None or not den > 0:
+        return None
+    return num / den
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _slope(points: list[tuple[int, float]]) -> float | None:
+    if len(points) < 2:
+        return None
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else None
+
+
+_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def _unjson(x: Any) -> Any:
+    if isinstance(x, str) and x in _NONFINITE:
+        return _NONFINITE[x]
+    if isinstance(x, dict):
+        return {k: _unjson(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_unjson(v) for v in x]
+    return x
