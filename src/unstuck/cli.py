@@ -18,6 +18,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from unstuck import __version__
 
@@ -284,6 +285,22 @@ def _check_output(path: str, force: bool) -> None:
         raise UsageError(f"-o {path}: must end in .png, .svg or .pdf")
 
 
+def _write_figure(command: str, draw: Callable[[], Any], path: str) -> bool:
+    """Draw a figure and save it atomically to ``path``; on failure say why on stderr."""
+    try:
+        figure = draw()
+    except ImportError as error:  # matplotlib missing: the message says what to install
+        print(f"unstuck {command}: {error}", file=sys.stderr)
+        return False
+    try:
+        _save_atomically(figure, path)
+    except OSError as error:
+        print(f"unstuck {command}: cannot write {path}: {error}", file=sys.stderr)
+        return False
+    print(f"wrote {path}", file=sys.stderr)
+    return True
+
+
 def _save_atomically(figure, path: str) -> None:
     """Write ``figure`` to ``path`` via a temporary file in the same directory and a rename,
     so a reader never sees a half-written file and a failure leaves no partial one. The file
@@ -326,19 +343,14 @@ def _run_schedule(args: argparse.Namespace) -> int:
     }
 
     if args.output is not None:
-        try:
+
+        def draw() -> Any:
             from unstuck.plots import schedule_figure
 
-            figure = schedule_figure(curves, base_lr=args.lr, log_scale=args.log, title=args.title)
-        except ImportError as error:
-            print(f"unstuck schedule: {error}", file=sys.stderr)
+            return schedule_figure(curves, base_lr=args.lr, log_scale=args.log, title=args.title)
+
+        if not _write_figure("schedule", draw, args.output):
             return EXIT_FAILURE
-        try:
-            _save_atomically(figure, args.output)
-        except OSError as error:
-            print(f"unstuck schedule: cannot write {args.output}: {error}", file=sys.stderr)
-            return EXIT_FAILURE
-        print(f"wrote {args.output}", file=sys.stderr)
 
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -501,19 +513,14 @@ def _run_lr_find(args: argparse.Namespace) -> int:
     )
 
     if args.output is not None:
-        try:
+
+        def draw() -> Any:
             from unstuck.plots import lr_find_figure
 
-            figure = lr_find_figure(result, title=f"LR range test: {name} on {task.name}")
-        except ImportError as error:
-            print(f"unstuck lr-find: {error}", file=sys.stderr)
+            return lr_find_figure(result, title=f"LR range test: {name} on {task.name}")
+
+        if not _write_figure("lr-find", draw, args.output):
             return EXIT_FAILURE
-        try:
-            _save_atomically(figure, args.output)
-        except OSError as error:
-            print(f"unstuck lr-find: cannot write {args.output}: {error}", file=sys.stderr)
-            return EXIT_FAILURE
-        print(f"wrote {args.output}", file=sys.stderr)
 
     print(_lr_find_summary(result, name, task.name))
     return EXIT_OK
