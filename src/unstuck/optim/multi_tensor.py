@@ -103,12 +103,12 @@ def div(xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
 
 
 def div_into(numerators: list[Tensor], denominators: list[Tensor]) -> list[Tensor]:
-    """``n / d``, written over ``denominators`` where one op can (the per-tensor path), so a
-    temporary denominator's memory is reused; returns the quotients."""
-    if len(numerators) == 1:
-        torch.div(numerators[0], denominators[0], out=denominators[0])
-        return denominators
-    return list(torch._foreach_div(numerators, denominators))
+    """``n / d`` written over ``denominators`` (a temporary the caller owns), so no new memory
+    is allocated; returns the quotients. torch has no in-place foreach op for ``d <- n / d``, so
+    this is a loop of ``torch.div(..., out=...)``: correctly rounded, the same on both paths."""
+    for n, d in zip(numerators, denominators, strict=True):
+        torch.div(n, d, out=d)
+    return denominators
 
 
 def div_(xs: list[Tensor], scalar: Scalar) -> None:
