@@ -1,0 +1,74 @@
+"""Time one optimizer step: unstuck (both paths) against torch.optim, on the same parameters.
+
+A quick table for the core's default and per-tensor paths (the speed issue adds the full
+benchmark with bandwidth floors and peers). 40 float32 tensors, 16.5M parameters (GPT-2-like
+768x768 and 3072x768 matrices plus vectors), one thread, median of 15 steps after 3 warm-up steps; rerun: timings vary run to run.
+
+Usage: .venv/bin/python benchmarks/step_time.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+import unstuck
+
+SHAPES = [(768, 768)] * 12 + [(768,)] * 24 + [(3072, 768)] * 4
+CASES: list[tuple[str, str, Callable[..., torch.optim.Optimizer]]] = [
+    ("SGD momentum", "torch foreach", lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9,
+                                                                 foreach=True)),
+    ("SGD momentum", "torch per-tensor", lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9,
+                                                                    foreach=False)),
+    ("SGD momentum", "unstuck foreach", lambda p: unstuck.SGD(p, momentum=0.9)),
+    ("SGD momentum", "unstuck per-tensor", lambda p: unstuck.SGD(p, momentum=0.9, foreach=False)),
+    ("Adam", "torch foreach", lambda p: torch.optim.Adam(p, foreach=True)),
+    ("Adam", "torch per-tensor", lambda p: torch.optim.Adam(p, foreach=False)),
+    ("Adam", "unstuck foreach", lambda p: unstuck.Adam(p)),
+    ("Adam", "unstuck per-tensor", lambda p: unstuck.Adam(p, foreach=False)),
+    ("RAdam", "torch foreach", lambda p: torch.optim.RAdam(p, foreach=True)),
+    ("RAdam", "torch per-tensor", lambda p: torch.optim.RAdam(p, foreach=False)),
+    ("RAdam", "unstuck foreach", lambda p: unstuck.RAdam(p)),
+    ("RAdam", "unstuck per-tensor", lambda p: unstuck.RAdam(p, foreach=False)),
+    ("Ranger", "unstuck foreach", lambda p: unstuck.Ranger(p)),
+    ("Ranger", "unstuck per-tensor", lambda p: unstuck.Ranger(p, foreach=False)),
+    ("LARS", "unstuck foreach", lambda p: unstuck.LARS(p)),
+    ("LARS", "unstuck per-tensor", lambda p: unstuck.LARS(p, foreach=False)),
+]
+
+
+def median_step_ms(make: Callable[..., torch.optim.Optimizer]) -> float:
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.randn(s, generator=gen).requires_grad_() for s in SHAPES]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen) * 1e-2
+    opt = make(params)
+    for _ in range(3):
+        opt.step()
+    times = []
+    for _ in range(15):
+        start = time.perf_counter()
+        opt.step()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    n = sum(torch.Size(s).numel() for s in SHAPES)
+    print(f"{len(SHAPES)} tensors, {n / 1e6:.1f}M float32 parameters, 1 thread, torch "
+          f"{torch.__version__}")
+    print(f"| {'algorithm':12} | {'implementation':18} | ms/step | vs fastest torch |")
+    print(f"|{'-' * 14}|{'-' * 20}|---------|------------------|")
+    results = [(alg, impl, median_step_ms(make)) for alg, impl, make in CASES]
+    for alg, impl, ms in results:
+        torch_times = [t for a, i, t in results if a == alg and i.startswith("torch")]
+        ratio = f"{ms / min(torch_times):.2f}x" if torch_times else "(torch has none)"
+        print(f"| {alg:12} | {impl:18} | {ms:7.1f} | {ratio:>16} |")
+
+
+if __name__ == "__main__":
+    main()
