@@ -2,7 +2,8 @@
 
 A quick table for the core's default and per-tensor paths (the speed issue adds the full
 benchmark with bandwidth floors and peers). 40 float32 tensors, 16.5M parameters (GPT-2-like
-768x768 and 3072x768 matrices plus vectors), one thread, median of 15 steps after 3 warm-up steps; rerun: timings vary run to run.
+768x768 and 3072x768 matrices plus vectors), one thread, median of 15 steps after 3 warm-up
+steps. Timings vary from run to run on a shared machine: compare within one run.
 
 Usage: .venv/bin/python benchmarks/step_time.py
 """
