@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from unstuck.optim import multi_tensor as mt
 from unstuck.optim import validation
+from unstuck.optim.transforms import lookahead_sync_, slow_copy
 from unstuck.optim.wrapper import OptimizerWrapper
 
 __all__ = ["Lookahead"]
@@ -64,7 +64,7 @@ class Lookahead(OptimizerWrapper):
             and (p.grad is not None or (closure is not None and p.requires_grad))
         ]
         for p in slow_missing:
-            self.state[p]["lookahead_slow"] = p.detach().clone(memory_format=torch.preserve_format)
+            self.state[p]["lookahead_slow"] = slow_copy(p)
         loss = self.optimizer.step(closure) if closure is not None else self.optimizer.step()
         self.lookahead_step += 1
         if self.lookahead_step % self.k == 0:
@@ -82,8 +82,7 @@ class Lookahead(OptimizerWrapper):
                 fast.append(torch.view_as_real(p) if p.is_complex() else p)
                 slows.append(torch.view_as_real(slow) if slow.is_complex() else slow)
         for fast, slows in buckets.values():
-            mt.lerp_(slows, fast, self.alpha)
-            mt.copy_(fast, slows)
+            lookahead_sync_(slows, fast, self.alpha)
 
     def extra_state(self) -> dict[str, Any]:
         return {"k": self.k, "alpha": self.alpha, "lookahead_step": self.lookahead_step}

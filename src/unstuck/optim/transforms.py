@@ -35,6 +35,8 @@ __all__ = [
     "ScaleByRms",
     "SgdMomentum",
     "TrustRatio",
+    "lookahead_sync_",
+    "slow_copy",
 ]
 
 
@@ -328,11 +330,19 @@ class LookaheadSync(Transform):
     """
 
     def init(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
-        return {"lookahead_slow": param.detach().clone(memory_format=torch.preserve_format)}
+        return {"lookahead_slow": slow_copy(param)}
 
     def __call__(self, b: Bucket) -> None:
-        if b.step % b.group["k"] != 0:
-            return
-        slow = b.state("lookahead_slow", lambda p: p.detach().clone())
-        mt.lerp_(slow, b.params, b.group["alpha"])
-        mt.copy_(b.params, slow)
+        if b.step % b.group["k"] == 0:
+            lookahead_sync_(b.state("lookahead_slow", slow_copy), b.params, b.group["alpha"])
+
+
+def slow_copy(param: Tensor) -> Tensor:
+    """Lookahead's slow weights at the start: a copy of the parameter."""
+    return param.detach().clone(memory_format=torch.preserve_format)
+
+
+def lookahead_sync_(slow: list[Tensor], fast: list[Tensor], alpha: float) -> None:
+    """``slow <- slow + alpha * (fast - slow)``; ``fast <- slow`` (Zhang et al., 2019)."""
+    mt.lerp_(slow, fast, alpha)
+    mt.copy_(fast, slow)
