@@ -250,14 +250,7 @@ def _add_schedule(subparsers: argparse._SubParsersAction) -> None:
         metavar="BASE",
         help="base learning rate the schedules multiply (default: 1, i.e. the multipliers)",
     )
-    parser.add_argument(
-        "-o",
-        "--output",
-        metavar="FILE",
-        default=None,
-        help="write the figure to FILE (PNG; .svg and .pdf also work)",
-    )
-    parser.add_argument("--force", action="store_true", help="with -o, overwrite FILE if it exists")
+    _add_figure_output(parser)
     parser.add_argument(
         "--csv", action="store_true", help="print step,lr rows as CSV on standard output"
     )
@@ -283,6 +276,18 @@ def _check_output(path: str, force: bool) -> None:
         raise UsageError(f"-o {path}: directory {directory} does not exist")
     if _figure_format(path) not in ("png", "svg", "pdf"):
         raise UsageError(f"-o {path}: must end in .png, .svg or .pdf")
+
+
+def _add_figure_output(parser: argparse.ArgumentParser) -> None:
+    """The ``-o FILE`` and ``--force`` options of a command that draws a figure."""
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default=None,
+        help="write the figure to FILE (PNG; .svg and .pdf also work)",
+    )
+    parser.add_argument("--force", action="store_true", help="with -o, overwrite FILE if it exists")
 
 
 def _write_figure(command: str, draw: Callable[[], Any], path: str) -> bool:
@@ -432,14 +437,7 @@ def _add_lr_find(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of initial weights and batch order (default: 0)"
     )
-    parser.add_argument(
-        "-o",
-        "--output",
-        metavar="FILE",
-        default=None,
-        help="write the figure to FILE (PNG; .svg and .pdf also work)",
-    )
-    parser.add_argument("--force", action="store_true", help="with -o, overwrite FILE if it exists")
+    _add_figure_output(parser)
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on standard error")
     parser.set_defaults(handler=_run_lr_find, command_parser=parser)
 
