@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from unstuck.schedules.scheduler import set_group_lr
+
 __all__ = ["LRFinderResult", "lr_find", "ramp", "steepest_index", "valley_index"]
 
 MODES = ("exp", "linear")
@@ -382,7 +384,7 @@ def lr_find(
             batches = _batches(data)
             for i, lr in enumerate(lrs_planned):
                 for group, ratio in zip(optimizer.param_groups, ratios):
-                    _set_lr(group, lr * ratio)
+                    set_group_lr(group, lr * ratio)
                 optimizer.zero_grad()
                 loss = compute_loss(next(batches))
                 _check_loss(loss, loss_name)
@@ -458,14 +460,6 @@ def _put_items(mapping: dict[str, Any], items: list[tuple[str, Any, Any]]) -> No
             value.copy_(saved)
             saved = value
         mapping[key] = saved
-
-
-def _set_lr(group: dict[str, Any], lr: float) -> None:
-    """Set a param group's lr (in place when it is a tensor, as capturable optimizers use)."""
-    if isinstance(group["lr"], torch.Tensor):
-        group["lr"].fill_(lr)
-    else:
-        group["lr"] = lr
 
 
 def _check_loss(loss: Any, name: str) -> None:

@@ -33,7 +33,7 @@ _EPOCH_DEPRECATION = (
 )
 
 
-def _set_lr(group: dict[str, Any], lr: float | Tensor) -> None:
+def set_group_lr(group: dict[str, Any], lr: float | Tensor) -> None:
     """Write ``lr`` into a param group, in place when the group holds a tensor lr (as torch)."""
     if isinstance(group["lr"], Tensor):
         group["lr"].fill_(lr.item() if isinstance(lr, Tensor) else lr)
@@ -166,7 +166,7 @@ class Scheduler(torch_lr_scheduler.LRScheduler):
             warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=2)
             self.last_epoch = epoch
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
-            _set_lr(group, lr)
+            set_group_lr(group, lr)
         self._last_lr: list[float | Tensor] = _group_lrs(self.optimizer)
 
     def state_dict(self) -> dict[str, Any]:
@@ -320,7 +320,7 @@ class ReduceLROnPlateau(torch_lr_scheduler.ReduceLROnPlateau):
             )
         m = self.warmup_multiplier(self.warmup_calls)
         for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
-            _set_lr(group, base_lr * m)
+            set_group_lr(group, base_lr * m)
         self._last_lr = _group_lrs(self.optimizer)
 
     def step(self, metrics: SupportsFloat, epoch: int | None = None) -> None:  # type: ignore[override]
