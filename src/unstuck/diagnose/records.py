@@ -12,13 +12,14 @@ import json
 import math
 import os
 import statistics
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from unstuck.files import write_text
 
 __all__ = ["check_loss", "decode", "read_jsonl", "summarize", "tensors_in", "write_jsonl"]
 
@@ -112,19 +113,8 @@ def write_jsonl(
 ) -> Path:
     """Write decoded records as JSON Lines, atomically (see ``Monitor.to_jsonl``)."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"path {str(path)!r} exists; pass overwrite=True to replace it")
     lines = [json.dumps(_jsonable(r), allow_nan=False) for r in records]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in lines))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, "".join(line + "\n" for line in lines), overwrite=overwrite)
     return path
 
 
