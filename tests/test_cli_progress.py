@@ -9,13 +9,14 @@ import pytest
 from unstuck.cli.progress import ProgressBar
 
 
-def test_non_terminal_prints_one_line_per_tenth():
+def test_non_terminal_prints_the_first_unit_and_one_line_per_tenth():
     stream = io.StringIO()
     with ProgressBar(total=20, label="runs", stream=stream) as bar:
         for _ in range(20):
             bar.advance(note="x")
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 10  # 10%, 20%, ..., 100%
+    assert len(lines) == 11  # the first unit, then 10%, 20%, ..., 100%
+    assert lines[0].startswith("runs [") and " 1/20 " in lines[0]
     assert lines[-1].startswith("runs [########################] 20/20 100%")
     assert "\r" not in stream.getvalue()
 
