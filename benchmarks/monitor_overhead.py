@@ -2,7 +2,11 @@
 
 Digits MLP (64-64-10) from ``unstuck.lab.tasks``, batch 64, Adam (unstuck's and torch.optim's),
 one CPU thread. A step is ``zero_grad; forward; backward; [observe]; step``; the table gives the
-median over many steps after a warm-up, and the overhead relative to the plain step.
+mean time per step over many steps after a warm-up (the mean, not the median: the monitor reduces
+its buffered copies every few dozen steps, and that cost must count), the best of three
+interleaved runs, and the overhead relative to the plain step. Reading the history at the end is
+included in the time. Times are this process's CPU time (``time.process_time``), so other work on
+a shared machine disturbs them less than wall-clock time would; on a quiet machine the two agree.
 
 Usage: .venv/bin/python benchmarks/monitor_overhead.py [--steps N]
 """
@@ -10,7 +14,6 @@ Usage: .venv/bin/python benchmarks/monitor_overhead.py [--steps N]
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
@@ -23,7 +26,7 @@ from unstuck.lab.tasks import digits_mlp
 def time_steps(
     make_opt, every: int | None, steps: int, warmup: int = 200, lr_every: int = 1
 ) -> float:
-    """Median seconds per training step (``every=None``: no monitor; ``lr_every``: the
+    """Mean seconds per training step (``every=None``: no monitor; ``lr_every``: the
     monitor's ``effective_lr_every``)."""
     task = digits_mlp()
     model = task.make_model(0)
@@ -35,21 +38,27 @@ def time_steps(
     )
     x_all, y_all = task.train.inputs, task.train.targets
     n = x_all.shape[0] // 64
-    times = []
-    for i in range(warmup + steps):
-        j = i % n
-        x, y = x_all[64 * j : 64 * j + 64], y_all[64 * j : 64 * j + 64]
-        start = time.perf_counter()
-        opt.zero_grad()
-        loss = task.loss(model(x), y)
-        loss.backward()
-        if monitor is not None:
-            monitor.observe(loss)
-        opt.step()
-        times.append(time.perf_counter() - start)
+    batches = [(x_all[64 * j : 64 * j + 64], y_all[64 * j : 64 * j + 64]) for j in range(n)]
+
+    def run(count: int, offset: int) -> None:
+        for i in range(offset, offset + count):
+            x, y = batches[i % n]
+            opt.zero_grad()
+            loss = task.loss(model(x), y)
+            loss.backward()
+            if monitor is not None:
+                monitor.observe(loss)
+            opt.step()
+
+    run(warmup, 0)
+    start = time.process_time()
+    run(steps, warmup)
+    if monitor is not None:
+        assert len(monitor.history) == (steps + warmup + every - 1) // every
+    elapsed = time.process_time() - start
     if monitor is not None:
         monitor.close()
-    return statistics.median(times[warmup:])
+    return elapsed / steps
 
 
 def main() -> None:

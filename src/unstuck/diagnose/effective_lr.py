@@ -42,8 +42,10 @@ __all__ = [
     "Scale",
     "batched",
     "effective_lr",
+    "group_of",
     "optimizer_family",
     "rectification",
+    "same_scale",
     "scales",
     "unbatch",
     "unwrap",
@@ -100,18 +102,29 @@ def _float(value: Any) -> float:
     return float(value.item()) if isinstance(value, Tensor) else float(value)
 
 
-def _group_of(optimizer: Optimizer) -> dict[int, dict[str, Any]]:
+def group_of(optimizer: Optimizer) -> dict[int, dict[str, Any]]:
+    """``id(parameter)`` -> its parameter group, for every parameter of ``optimizer``."""
     return {id(p): group for group in optimizer.param_groups for p in group["params"]}
 
 
-def scales(optimizer: Optimizer, params: list[Tensor]) -> list[Scale | None] | None:
+def scales(
+    optimizer: Optimizer,
+    params: list[Tensor],
+    *,
+    family: str | None = None,
+    groups: dict[int, dict[str, Any]] | None = None,
+) -> list[Scale | None] | None:
     """Per parameter, the :class:`Scale` of its last step; ``None`` for a parameter without state
-    (or not in the optimizer, or complex); ``None`` overall for an optimizer without a scale."""
-    family = optimizer_family(optimizer)
+    (or not in the optimizer, or complex); ``None`` overall for an optimizer without a scale.
+
+    ``family`` (:func:`optimizer_family`) and ``groups`` (:func:`group_of` of the innermost
+    optimizer) may be passed when the caller has them already, to save their cost."""
+    family = family if family is not None else optimizer_family(optimizer)
     if family is None:
         return None
     opt = unwrap(optimizer)
-    groups = _group_of(opt)
+    if groups is None:
+        groups = group_of(opt)
     out: list[Scale | None] = []
     for p in params:
         group = groups.get(id(p))
@@ -139,7 +152,13 @@ def scales(optimizer: Optimizer, params: list[Tensor]) -> list[Scale | None] | N
     return out
 
 
-def rectification(optimizer: Optimizer, params: list[Tensor]) -> dict[str, float | bool] | None:
+def rectification(
+    optimizer: Optimizer,
+    params: list[Tensor],
+    *,
+    family: str | None = None,
+    groups: dict[int, dict[str, Any]] | None = None,
+) -> dict[str, float | bool] | None:
     """RAdam's (and Ranger's) rectification of the last step, from the first parameter with state.
 
     ``rho_inf = 2 / (1 - beta2) - 1``, ``rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)``; the step
@@ -148,10 +167,12 @@ def rectification(optimizer: Optimizer, params: list[Tensor]) -> dict[str, float
     Returns ``{"rho_t", "threshold", "rectified", "r_t"}`` (``r_t`` is ``None`` when not rectified),
     or ``None`` for another optimizer or before the first step.
     """
-    if optimizer_family(optimizer) != "radam":
+    family = family if family is not None else optimizer_family(optimizer)
+    if family != "radam":
         return None
     opt = unwrap(optimizer)
-    groups = _group_of(opt)
+    if groups is None:
+        groups = group_of(opt)
     for p in params:
         group = groups.get(id(p))
         state = opt.state.get(p) if group is not None else None
@@ -215,7 +236,7 @@ def batched(found: list[Scale | None]) -> list[Tensor]:
     xs = [s.x.detach().reshape(-1) for s in present]
     negs = torch._foreach_neg(xs)
     out = [*torch._foreach_max(xs), *torch._foreach_max(negs), *(x.median() for x in negs)]
-    if _uniform(present):  # one scale: the median of -x, mapped to lr / sigma on the host
+    if same_scale(present):  # one scale: the median of -x, mapped to lr / sigma on the host
         out.append((torch.cat(negs) if len(negs) > 1 else negs[0]).median())
     else:  # the lower median of lr / sigma itself, negated so that decoding is uniform
         effs = torch.cat(
@@ -246,12 +267,14 @@ def unbatch(found: list[Scale | None], values: list[float]) -> dict[str, Any] | 
     known = [v for v in layers if v is not None]
     return {
         "min": min(v["min"] for v in known),
-        "median": present[0].of(-gmed) if _uniform(present) else -gmed,
+        "median": present[0].of(-gmed) if same_scale(present) else -gmed,
         "max": max(v["max"] for v in known),
         "layers": layers,
     }
 
 
-def _uniform(present: list[Scale]) -> bool:
+def same_scale(present: list[Scale]) -> bool:
+    """Whether every scale has the same ``lr``, ``c`` and ``eps`` (then lr / sigma is one
+    decreasing function of ``x`` for all of them)."""
     first = present[0]
     return all((s.lr, s.c, s.eps) == (first.lr, first.c, first.eps) for s in present)

@@ -9,11 +9,19 @@ Reference: L. N. Smith, "Cyclical Learning Rates for Training Neural Networks", 
 (the range test); the "valley" suggestion follows fastai's ``lr_find``.
 
 Example:
+    >>> import torch, unstuck
+    >>> _ = torch.manual_seed(0)
     >>> model = torch.nn.Linear(4, 1)
     >>> optimizer = unstuck.Adam(model.parameters())
     >>> batches = [(torch.randn(32, 4), torch.randn(32, 1)) for _ in range(10)]
+    >>> before = [p.detach().clone() for p in model.parameters()]
     >>> result = lr_find(model, optimizer, torch.nn.functional.mse_loss, batches, num_steps=50)
-    >>> result.suggestion  # a float, or None when the curve never went down
+    >>> len(result.lrs), result.lrs[0]
+    (50, 1e-07)
+    >>> result.suggestion is None or 1e-7 <= result.suggestion <= 10  # None: never went down
+    True
+    >>> all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # restored exactly
+    True
 """
 
 from __future__ import annotations
@@ -338,8 +346,15 @@ def lr_find(
             requires grad, or empty ``data``.
 
     Example:
+        >>> import torch, unstuck
+        >>> _ = torch.manual_seed(0)
+        >>> nn = torch.nn
+        >>> model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+        >>> batches = [(torch.randn(16, 3), torch.randn(16, 1)) for _ in range(20)]
         >>> result = lr_find(model, unstuck.SGD(model.parameters()), nn.MSELoss(), batches)
-        >>> lr = result.suggestion or 1e-3
+        >>> lr = result.suggestion or 1e-3  # then train with this learning rate
+        >>> lr > 0
+        True
     """
     _check(start_lr, end_lr, num_steps, mode, smoothing, diverge_factor)
     if (criterion is None) == (loss_fn is None):

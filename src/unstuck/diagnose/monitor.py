@@ -76,11 +76,21 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from unstuck.diagnose.effective_lr import batched, rectification, scales, unbatch
+from unstuck.diagnose.effective_lr import (
+    Scale,
+    batched,
+    group_of,
+    optimizer_family,
+    rectification,
+    same_scale,
+    scales,
+    unbatch,
+    unwrap,
+)
+from unstuck.diagnose.flat_rows import Layout, capacity, segment_dots, segment_norms
 from unstuck.diagnose.records import (
     check_loss,
     decode,
-    finish_update,
     read_jsonl,
     summarize,
     tensors_in,
@@ -165,17 +175,31 @@ class Monitor:
         self._device = self._params[0].device
         self._one_device = all(p.device == self._device for p in self._params)
         self._records: deque[dict[str, Any]] = deque(maxlen=history)
-        self._pending: dict[str, Any] | None = None
-        self._count = 0
-        self._steps = 0
-        self._snap: list[Tensor] | None = None  # flat parameters per flat group
-        self._snap_steps = 0
-        self._prev_u: list[Tensor] | None = None  # flat update per flat group
-        self._prev_u_id = -1
-        self.first_nonfinite: dict[str, int] = {}
-        """Parameter name -> first sampled step at which its gradient was non-finite."""
-        self.first_nonfinite_forward: tuple[str, int] | None = None
-        """``(module name, step)`` of the first non-finite forward output seen (watch_forward)."""
+        self._count = 0  # observes so far
+        self._steps = 0  # optimizer steps so far (post-step hook)
+        self._family = optimizer_family(optimizer)
+        self._inner = unwrap(optimizer)
+        self._groups: dict[int, dict[str, Any]] = {}
+        self._groups_key: tuple[int, ...] = ()
+        self._layouts: list[Layout] = []
+        self._where: list[tuple[int, int]] = [(0, 0)] * len(self._params)  # (layout, segment)
+        for (device, dtype), idx in groups_by_device_dtype(self._params).items():
+            sizes = [self._sizes[i] * (2 if self._params[i].is_complex() else 1) for i in idx]
+            for segment, i in enumerate(idx):
+                self._where[i] = (len(self._layouts), segment)
+            self._layouts.append(Layout(idx, sizes, device, dtype))
+        self._pointers: list[int] = []
+        self._flats: list[Tensor | None] = []
+        self._device = self._params[0].device
+        numel = max(layout.numel for layout in self._layouts)
+        element = max(p.element_size() for p in self._params)
+        self._capacity = capacity(numel, element, buffers=4 if self._family is None else 5)
+        self._rows: list[_Rows] | None = None  # allocated at the first observe
+        self._frames: list[_Frame] = []
+        self._carried = False  # frames[0] was reduced already (kept for its update)
+        self._prev_update_valid = False  # rows.u[0] holds the update that ends at frames[0]
+        self._first_nonfinite: dict[str, int] = {}
+        self._first_nonfinite_forward: tuple[str, int] | None = None
         self._flags: list[tuple[str, Tensor]] = []
         self._handles = [optimizer.register_step_post_hook(self._count_step)]
         if watch_forward:
@@ -209,179 +233,319 @@ class Monitor:
         loss_t = check_loss(loss)
         k = self._count
         self._count += 1
-        every = self.every
-        sampled = k % every == 0
-        keep_snap = sampled or (k + 1) % every == 0
-        stepped = self._steps - self._snap_steps
-        measure = self._snap is not None and stepped == 1
-        pending = self._pending
-        self._pending = None
-        if pending is not None and not measure:
-            self._records.append(pending)  # no single step since: update unknown
-            pending = None
-        if not (sampled or keep_snap or measure):
-            self._snap = self._prev_u = None
+        sampled = k % self.every == 0
+        before_sampled = (k + 1) % self.every == 0  # its update precedes a sampled one's
+        last = self._frames[-1] if self._frames else None
+        after_sampled = last is not None and last.record is not None
+        if not (sampled or before_sampled or after_sampled):
+            self._flags = []
             return
-        self._run(k, loss_t, sampled, keep_snap, measure, pending)
-
-    def _run(
-        self,
-        k: int | None,
-        loss_t: Tensor | None,
-        sampled: bool,
-        keep_snap: bool,
-        measure: bool,
-        pending: dict[str, Any] | None,
-    ) -> None:
-        params = self._params
-        n = len(params)
-        norm_in: list[Tensor] = []
-        scalars: list[Tensor] = []
-        grads: list[int] = []
+        if len(self._frames) == self._capacity + self._carried:
+            self._reduce()
+        frame = self._add_frame(k)
         if sampled:
-            gs = []
-            for i, p in enumerate(params):
-                g = p.grad
-                if g is not None:
-                    if g.is_sparse:
-                        g = g.coalesce()._values()
-                    gs.append(g.detach())
-                    grads.append(i)
-            norm_in += gs
-            norm_in += [p.detach() for p in params]
-        flat = u = None
-        cos = False
-        if measure or keep_snap:
-            flat = [
-                torch.cat([params[i].detach().reshape(-1) for i in idx])
-                for idx in self._flat_groups
-            ]
-        if measure:
-            u = [a - b for a, b in zip(flat, self._snap, strict=True)]
-            u_id = self._snap_steps + 1
-            if pending is not None:
-                norm_in += self._views(u)
-                cos = self._prev_u is not None and self._prev_u_id == u_id - 1
-                if cos:
-                    norm_in += self._views([a + b for a, b in zip(u, self._prev_u, strict=True)])
-                    norm_in += self._views([a - b for a, b in zip(u, self._prev_u, strict=True)])
-        norms = torch._foreach_norm(norm_in) if norm_in else []
-        if sampled and grads:
-            scalars.append(torch.linalg.vector_norm(torch.stack(norms[: len(grads)])))
-        if sampled and loss_t is not None:
-            scalars.append(loss_t)
-        found = rect = None
-        if pending is not None:
-            found = scales(self.optimizer, params)
-            rect = rectification(self.optimizer, params)
-            if found is not None and (pending["step"] // self.every) % self.effective_lr_every:
-                found = None  # not an effective-lr record: skip the selections
-                pending["effective_lr"] = None
-            if found is not None:
-                selections = batched(found)
-                scalars += selections
-        flags = self._flags
+            self._sample(frame, k, loss_t)
         self._flags = []
-        scalars += [f for _, f in flags]
-        everything = list(norms) + scalars
-        if not everything:
-            values: list[float] = []
-        elif self._one_device:
-            values = torch.stack(everything).tolist()
-        else:
-            values = torch.stack([t.to(self._device) for t in everything]).tolist()
 
-        # ---- decode (host side)
-        pos = 0
-        if sampled:
-            gn = values[: len(grads)]
-            wn = values[len(grads) : len(grads) + n]
-            pos = len(grads) + n
-        if pending is not None and u is not None:
-            un = values[pos : pos + n]
-            pos += n
-            if cos:
-                sn = values[pos : pos + n]
-                dn = values[pos + n : pos + 2 * n]
-                pos += 2 * n
-            finish_update(pending, un, sn if cos else None, dn if cos else None)
-        sc = len(norms)
-        if sampled:
-            grad_norms: list[float | None] = [None] * n
-            for i, v in zip(grads, gn, strict=True):
-                grad_norms[i] = v
-            total = None
-            if grads:
-                total = values[sc]
-                sc += 1
-            loss_v = None
-            if loss_t is not None:
-                loss_v = values[sc]
-                sc += 1
-        if pending is not None:
-            if found is not None:
-                m = len(selections)
-                pending["effective_lr"] = unbatch(found, values[sc : sc + m])
-                sc += m
-            pending["rectification"] = rect
-            self._records.append(pending)
-        forward = None
-        for (name, _), ok in zip(flags, values[sc:], strict=True):
-            if not ok:
-                forward = name
-                break
-        if sampled:
-            bad = [
-                self.names[i]
-                for i, v in zip(grads, gn, strict=True)
-                if not math.isfinite(v) and not bool(torch.isfinite(params[i].grad).all())
-            ]
-            for name in bad:
-                self.first_nonfinite.setdefault(name, k)
-            if forward is not None and self.first_nonfinite_forward is None:
-                self.first_nonfinite_forward = (forward, k)
-            self._pending = {
-                "step": k,
-                "loss": loss_v,
-                "grad_norm": total,
-                "grad": grad_norms,
-                "weight": wn,
-                "update": None,
-                "cosine": None,
-                "s2d2": None,
-                "effective_lr": None,
-                "rectification": None,
-                "nonfinite_grads": bad,
-                "nonfinite_forward": forward,
-            }
-        # ---- buffers for the next observe
-        if u is not None:  # kept while it can still be the previous update of a sampled step
-            if sampled or k is None:
-                self._prev_u, self._prev_u_id = u, self._snap_steps + 1
-            else:
-                self._prev_u = None
-        if keep_snap:
-            self._snap, self._snap_steps = flat, self._steps
-        else:
-            self._snap = None
+    def _add_frame(self, k: int | None) -> _Frame:
+        """Snapshot the parameters (and, after a sampled step, the optimizer state) now."""
+        if self._rows is None:
+            self._rows = [_Rows(layout, self._capacity) for layout in self._layouts]
+        j = len(self._frames)
+        flats = self._flat_params()
+        for rows in self._rows:
+            layout = rows.layout
+            layout.copy_row(rows.p[j], [flats[i] for i in layout.index])
+        frame = _Frame(k, self._steps)
+        previous = self._frames[-1] if self._frames else None
+        if (
+            self._family is not None
+            and previous is not None
+            and previous.record is not None
+            and previous.wants_lr
+            and self._steps - previous.steps == 1
+        ):
+            self._read_state(frame, previous)
+        self._frames.append(frame)
+        return frame
 
-    def _views(self, flats: list[Tensor]) -> list[Tensor]:
-        """Per-parameter views (in parameter order) of per-flat-group tensors."""
-        out: list[Tensor] = [None] * len(self._params)  # type: ignore[list-item]
-        for idx, flat in zip(self._flat_groups, flats, strict=True):
-            for i, view in zip(idx, flat.split([self._sizes[i] for i in idx]), strict=True):
-                out[i] = view
-        return out
+    def _flat_params(self) -> list[Tensor]:
+        """Flat views of the parameters (real views of complex ones), cached while every
+        parameter keeps its storage (``p.data = ...`` replaces it)."""
+        pointers = [p.data_ptr() for p in self._params]
+        if pointers != self._pointers:
+            self._pointers = pointers
+            self._flats = [_flat_view(p) for p in self._params]
+        return [p if f is None else f for p, f in zip(self._params, self._flats, strict=True)]
 
-    # ----------------------------------------------------------------------------- results
-    def _flush(self) -> None:
-        """Complete the last sampled record if exactly one step was taken since it."""
-        if self._pending is None:
+    def _sample(self, frame: _Frame, k: int, loss_t: Tensor | None) -> None:
+        """Copy the gradients of a sampled observe and open its record."""
+        assert self._rows is not None
+        frame.grad_row = sum(f.grad_row is not None for f in self._frames[self._carried : -1])
+        present = [False] * len(self._params)
+        for rows in self._rows:
+            layout = rows.layout
+            grads = [self._params[i].grad for i in layout.index]
+            for i, there in zip(layout.index, layout.copy_row(rows.g[frame.grad_row], grads)):
+                present[i] = there
+        frame.loss = loss_t
+        frame.flags = self._flags
+        frame.wants_lr = (k // self.every) % self.effective_lr_every == 0
+        frame.record = {
+            "step": k,
+            "loss": None,
+            "grad_norm": None,
+            "grad": present,  # replaced by the norms when reduced
+            "weight": None,
+            "update": None,
+            "cosine": None,
+            "global_cosine": None,
+            "effective_lr": None,
+            "rectification": None,
+            "nonfinite_grads": [],
+            "nonfinite_forward": None,
+        }
+
+    def _read_state(self, frame: _Frame, previous: _Frame) -> None:
+        """Copy the second moments the step after ``previous`` left (its effective lr)."""
+        assert self._rows is not None
+        key = tuple(id(g["params"]) for g in self._inner.param_groups)
+        if key != self._groups_key:
+            self._groups, self._groups_key = group_of(self._inner), key
+        found = scales(self._inner, self._params, family=self._family, groups=self._groups)
+        previous.rect = rectification(
+            self._inner, self._params, family=self._family, groups=self._groups
+        )
+        if found is None or not any(s is not None for s in found):
             return
-        if self._snap is not None and self._steps - self._snap_steps == 1:
-            pending, self._pending = self._pending, None
-            self._run(None, None, False, True, True, pending)
-        # else: keep it pending (no step yet) and show it as it is
+        row = sum(f.state_row is not None for f in self._frames[self._carried :])
+        for rows in self._rows:
+            layout = rows.layout
+            if rows.v is None:
+                rows.v = layout.empty(self._capacity)
+            layout.copy_row(rows.v[row], [s.x if s is not None else None for s in (
+                found[i] for i in layout.index)])
+        frame.state_row = row
+        frame.scales = [
+            None if s is None else (s.lr, s.c, s.eps) for s in found
+        ]
+
+    # ----------------------------------------------------------------------------- reduce
+    def _reduce(self, final: bool = False) -> None:
+        """Reduce the buffered frames into records; keep the last frame for the next update.
+
+        ``final``: first snapshot the parameters now if that completes the last record (exactly
+        one optimizer step since it), as when the history is read.
+        """
+        if final and self._frames:
+            last = self._frames[-1]
+            if last.record is not None and self._steps - last.steps == 1:
+                if len(self._frames) == self._capacity + self._carried:
+                    self._reduce()
+                self._add_frame(None)
+        frames = self._frames
+        m = len(frames)
+        if m == 0 or (m == 1 and self._carried):
+            return
+        assert self._rows is not None
+        start = 1 if self._carried else 0  # frames whose norms are still to compute
+        sampled = [j for j in range(start, m) if frames[j].grad_row is not None]
+        valid = [self._prev_update_valid] + [
+            frames[j].steps - frames[j - 1].steps == 1 for j in range(1, m)
+        ]
+        parts: list[Tensor] = []
+        plan: list[tuple[str, Layout, int, int]] = []  # kind, layout, rows, columns of a part
+        for rows in self._rows:
+            layout, n = rows.layout, len(rows.layout.index)
+            if sampled:
+                g = rows.g[frames[sampled[0]].grad_row : frames[sampled[-1]].grad_row + 1]
+                if sampled[-1] - sampled[0] == len(sampled) - 1:
+                    w = rows.p[sampled[0] : sampled[-1] + 1]
+                else:
+                    w = rows.p[torch.tensor(sampled, device=layout.device)]
+                grad_norms = segment_norms(g, layout)
+                parts += [grad_norms, segment_norms(w, layout), grad_norms.square().sum(1)]
+                plan += [("grad", layout, len(sampled), n), ("weight", layout, len(sampled), n)]
+                plan += [("grad_sq", layout, len(sampled), 1)]
+            # u[0]: the update that ended at frames[0]; u[j] = p[j] - p[j-1]
+            torch.sub(rows.p[1:m], rows.p[: m - 1], out=rows.u[1:m])
+            norms = segment_norms(rows.u[:m], layout)
+            update, previous = norms[1:], norms[:-1]
+            dots = segment_dots(rows.u[1:m], rows.u[: m - 1], layout, out=rows.scratch[: m - 1])
+            cosine = (dots / (update * previous)).clamp_(-1.0, 1.0)
+            parts += [
+                update, cosine, dots.sum(1), update.square().sum(1), previous.square().sum(1)
+            ]
+            plan += [("update", layout, m - 1, n), ("cosine", layout, m - 1, n)]
+            plan += [(kind, layout, m - 1, 1) for kind in ("dot_sum", "update_sq", "previous_sq")]
+        losses = [frames[j].loss for j in sampled if frames[j].loss is not None]
+        if losses:
+            try:
+                parts.append(torch.stack(losses))
+            except RuntimeError:  # losses of different dtypes or devices
+                parts.append(torch.stack([x.to(self._device, torch.float64) for x in losses]))
+        lr_frames = [j for j in range(1, m) if frames[j].state_row is not None]
+        lr_found = [self._state_scales(frames[j]) for j in lr_frames]
+        for j, found in zip(lr_frames, lr_found, strict=True):
+            parts.append(self._lr_statistics(frames[j], found))
+        flags = [f for j in sampled for _, f in frames[j].flags]
+        parts += flags
+        values = _read_back(parts, self._device)
+        self._decode(frames, sampled, valid, plan, values, lr_frames, lr_found)
+        # keep the last frame (its update needs the next snapshot) and the last update
+        for rows in self._rows:
+            rows.p[0].copy_(rows.p[m - 1])
+            rows.u[0].copy_(rows.u[m - 1])
+        last = frames[-1]
+        last.grad_row = None if last.grad_row is None else -1  # reduced already
+        last.state_row = None
+        self._prev_update_valid = valid[m - 1]
+        self._frames = [last]
+        self._carried = True
+
+    def _state_scales(self, frame: _Frame) -> list[Scale | None]:
+        """The :class:`Scale` of every parameter, its second moment a view of the copied row."""
+        assert self._rows is not None and frame.scales is not None
+        views: list[Tensor | None] = [None] * len(self._params)
+        for rows in self._rows:
+            layout = rows.layout
+            assert rows.v is not None
+            for i, view in zip(layout.index, layout.segments(rows.v[frame.state_row])):
+                views[i] = view
+        return [
+            None if s is None else Scale(views[i], *s)  # type: ignore[arg-type]
+            for i, s in enumerate(frame.scales)
+        ]
+
+    def _lr_statistics(self, frame: _Frame, found: list[Scale | None]) -> Tensor:
+        """:func:`~unstuck.diagnose.effective_lr.batched`'s numbers for one copied state row,
+        stacked: per tensor the largest ``x`` and ``-x`` and the median of ``-x``, then the
+        global median. With one layout, every tensor present and one scale (the usual case) the
+        copied row is negated once and the statistics are taken on its segments."""
+        present = [s for s in found if s is not None]
+        if len(self._layouts) != 1 or len(present) != len(found) or not same_scale(present):
+            return torch.stack([t.to(self._device, torch.float64) for t in batched(found)])
+        assert self._rows is not None and self._rows[0].v is not None
+        row = self._rows[0].v[frame.state_row]
+        negated = torch.neg(row)
+        sizes = self._layouts[0].sizes
+        top = torch._foreach_max(list(row.split(sizes)))
+        negated_segments = negated.split(sizes)
+        bottom = torch._foreach_max(list(negated_segments))
+        medians = [segment.median() for segment in negated_segments]
+        return torch.stack([*top, *bottom, *medians, negated.median()]).to(torch.float64)
+
+    def _decode(
+        self,
+        frames: list[_Frame],
+        sampled: list[int],
+        valid: list[bool],
+        plan: list[tuple[str, Layout, int, int]],
+        values: list[float],
+        lr_frames: list[int],
+        lr_found: list[list[Scale | None]],
+    ) -> None:
+        """Fill the records of the reduced frames from the read-back ``values``."""
+        m = len(frames)
+        tables, pos = self._tables(plan, values)
+        for r, j in enumerate(sampled):
+            frame, record = frames[j], frames[j].record
+            assert record is not None
+            present = record["grad"]
+            grad = tables["grad"][r]
+            if all(present):
+                record["grad_norm"] = math.sqrt(sum(tables["grad_sq"][r]))
+            else:
+                grad = [v if there else None for v, there in zip(grad, present, strict=True)]
+                known = [v * v for v in grad if v is not None]
+                record["grad_norm"] = math.sqrt(math.fsum(known)) if known else None
+            record["grad"], record["weight"] = grad, tables["weight"][r]
+            if frame.loss is not None:
+                record["loss"], pos = values[pos], pos + 1
+            record["nonfinite_grads"] = self._nonfinite(frame, grad)
+        lr_by_frame = {}
+        for j, found in zip(lr_frames, lr_found, strict=True):
+            width = 3 * sum(s is not None for s in found) + 1
+            lr_by_frame[j] = unbatch(found, values[pos : pos + width])
+            pos += width
+        for j in sampled:
+            frame, record = frames[j], frames[j].record
+            assert record is not None
+            flags = values[pos : pos + len(frame.flags)]
+            pos += len(frame.flags)
+            forward = next((name for (name, _), ok in zip(frame.flags, flags) if not ok), None)
+            record["nonfinite_forward"] = forward
+            if forward is not None and self._first_nonfinite_forward is None:
+                self._first_nonfinite_forward = (forward, record["step"])
+            frame.loss, frame.flags = None, []
+        # row r of the update tables is the update that followed frames[r]
+        update, cosine = tables["update"], tables["cosine"]
+        dot_sum, update_sq, previous_sq = (
+            tables["dot_sum"], tables["update_sq"], tables["previous_sq"]
+        )
+        for j in range(m - 1):
+            record = frames[j].record
+            if record is None:
+                continue
+            if valid[j + 1]:
+                record["update"] = update[j]
+                if valid[j]:
+                    record["cosine"] = [c if math.isfinite(c) else None for c in cosine[j]]
+                    denominator = math.sqrt(sum(update_sq[j]) * sum(previous_sq[j]))
+                    total = sum(dot_sum[j]) / denominator if denominator > 0 else math.nan
+                    record["global_cosine"] = (
+                        max(-1.0, min(1.0, total)) if math.isfinite(total) else None
+                    )
+                if frames[j].wants_lr:
+                    record["effective_lr"] = lr_by_frame.get(j + 1)
+                record["rectification"] = frames[j].rect
+            self._records.append(record)
+            frames[j].record = None
+
+    def _tables(
+        self, plan: list[tuple[str, Layout, int, int]], values: list[float]
+    ) -> tuple[dict[str, list[list[float]]], int]:
+        """Split the read-back values into per-kind tables: ``tables[kind][row]`` lists one
+        number per parameter (in parameter order) or, for per-layout sums, one per layout.
+        Returns the tables and the position after them."""
+        tables: dict[str, list[list[float]]] = {}
+        single = len(self._layouts) == 1
+        pos = 0
+        for kind, layout, n_rows, columns in plan:
+            chunk = values[pos : pos + n_rows * columns]
+            pos += n_rows * columns
+            rows = [chunk[r * columns : (r + 1) * columns] for r in range(n_rows)]
+            if kind in _SUMS:  # a sum per row and layout: one column per layout
+                table = tables.setdefault(kind, [[] for _ in range(n_rows)])
+                for row, (value,) in zip(table, rows, strict=True):
+                    row.append(value)
+            elif single:
+                tables[kind] = rows
+            else:
+                table = tables.get(kind)
+                if table is None:
+                    table = [[math.nan] * len(self._params) for _ in range(n_rows)]
+                    tables[kind] = table
+                for row, part in zip(table, rows, strict=True):
+                    for i, v in zip(layout.index, part, strict=True):
+                        row[i] = v
+        return tables, pos
+
+    def _nonfinite(self, frame: _Frame, grad: list[float | None]) -> list[str]:
+        """Names of the tensors whose copied gradient holds NaN or Inf (a norm that overflowed
+        on finite values does not count); records the first step of each."""
+        assert self._rows is not None and frame.record is not None
+        bad = []
+        for i, norm in enumerate(grad):
+            if norm is None or math.isfinite(norm):
+                continue
+            layout_index, segment = self._where[i]
+            rows = self._rows[layout_index]
+            start, stop = rows.layout.bounds[segment]
+            if not bool(torch.isfinite(rows.g[frame.grad_row, start:stop]).all()):
+                bad.append(self.names[i])
+                self._first_nonfinite.setdefault(self.names[i], frame.record["step"])
+        return bad
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -389,11 +553,30 @@ class Monitor:
 
         The last record's update fields are ``None`` until the optimizer has stepped after it.
         """
-        self._flush()
+        self._reduce(final=True)
         raw = list(self._records)
-        if self._pending is not None:
-            raw.append(self._pending)
+        pending = self._pending_record()
+        if pending is not None:
+            raw.append(pending)
         return [decode(r, self.names) for r in raw[-self._records.maxlen :]]  # type: ignore[misc]
+
+    def _pending_record(self) -> dict[str, Any] | None:
+        """The last sampled record while its update is still unknown (reduced already)."""
+        if self._carried and self._frames[0].record is not None:
+            return self._frames[0].record
+        return None
+
+    @property
+    def first_nonfinite(self) -> dict[str, int]:
+        """Parameter name -> first sampled step at which its gradient was non-finite."""
+        self._reduce()
+        return dict(self._first_nonfinite)
+
+    @property
+    def first_nonfinite_forward(self) -> tuple[str, int] | None:
+        """``(module name, step)`` of the first non-finite forward output seen (watch_forward)."""
+        self._reduce()
+        return self._first_nonfinite_forward
 
     def summary(self) -> dict[str, Any]:
         """A plain dict that sums up the history (``None`` where there is nothing to sum up).
@@ -434,6 +617,71 @@ class Monitor:
     def __repr__(self) -> str:
         return (
             f"Monitor({len(self.names)} tensors, every={self.every}, "
-            f"records={len(self._records) + (self._pending is not None)})"
+            f"records={len(self._records) + (self._pending_record() is not None)}+)"
         )
 
+
+
+_SUMS = frozenset({"grad_sq", "dot_sum", "update_sq", "previous_sq"})
+"""The kinds of read-back numbers that are one sum per row and layout (not per tensor)."""
+
+
+class _Rows:
+    """The row buffers of one :class:`Layout`: parameters (one extra row for the frame kept
+    from the last reduction), gradients, updates (row 0: the last update), second moments."""
+
+    def __init__(self, layout: Layout, rows: int) -> None:
+        self.layout = layout
+        self.p = layout.empty(rows + 1)
+        self.g = layout.empty(rows)
+        self.u = layout.empty(rows + 1)
+        self.scratch = layout.empty(rows)  # products for the dot products
+        self.v: Tensor | None = None  # allocated when an optimizer with a scale has state
+
+
+class _Frame:
+    """One observe that was snapshotted: row ``j`` of the parameter buffers for frame ``j``."""
+
+    __slots__ = (
+        "flags", "grad_row", "k", "loss", "record", "rect", "scales", "state_row", "steps",
+        "wants_lr",
+    )
+
+    def __init__(self, k: int | None, steps: int) -> None:
+        self.k, self.steps = k, steps
+        self.grad_row: int | None = None  # sampled: row of its gradients (-1: reduced)
+        self.loss: Tensor | None = None
+        self.flags: list[tuple[str, Tensor]] = []
+        self.record: dict[str, Any] | None = None  # sampled: its record, until complete
+        self.wants_lr = False
+        self.rect: dict[str, Any] | None = None
+        self.state_row: int | None = None  # the second moments the step before it left
+        self.scales: list[tuple[float, float, float] | None] | None = None
+
+
+def _flat_view(p: Tensor) -> Tensor | None:
+    """A flat view of ``p``'s values (of its real view when complex); ``None`` when ``p`` is not
+    contiguous (a flat copy would go stale)."""
+    t = p.detach()
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    return t.view(-1) if t.is_contiguous() else None
+
+
+def _read_back(parts: list[Tensor], device: torch.device) -> list[float]:
+    """All ``parts`` as one list of floats, in one host synchronisation."""
+    if not parts:
+        return []
+    flat = [t.reshape(-1).to(device=device, dtype=torch.float64) for t in parts]
+    return torch.cat(flat).tolist()
+
+
+def groups_by_device_dtype(
+    params: list[Tensor],
+) -> dict[tuple[torch.device, torch.dtype], list[int]]:
+    """Parameter positions grouped by (device, dtype); complex parameters by their real view."""
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for i, p in enumerate(params):
+        dtype = p.real.dtype if p.is_complex() else p.dtype
+        groups.setdefault((p.device, dtype), []).append(i)
+    return groups

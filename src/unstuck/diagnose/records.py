@@ -42,13 +42,8 @@ def decode(r: dict[str, Any], names: list[str]) -> dict[str, Any]:
             "update_ratio": ratio,
             "update_cosine": cosine[i] if cosine is not None else None,
         }
-    weight_norm = math.sqrt(sum(w * w for w in weight))
-    update_norm = math.sqrt(sum(x * x for x in update)) if update is not None else None
-    global_cos = None
-    if r["s2d2"] is not None:
-        s2, d2 = r["s2d2"]
-        prev2 = prev_norm2(update_norm, s2, d2)
-        global_cos = cosine_of(s2, d2, update_norm, prev2)
+    weight_norm = math.sqrt(math.fsum(w * w for w in weight))
+    update_norm = math.sqrt(math.fsum(x * x for x in update)) if update is not None else None
     return {
         "step": r["step"],
         "loss": r["loss"],
@@ -56,7 +51,7 @@ def decode(r: dict[str, Any], names: list[str]) -> dict[str, Any]:
         "weight_norm": weight_norm,
         "update_norm": update_norm,
         "update_ratio": _ratio(update_norm, weight_norm),
-        "update_cosine": global_cos,
+        "update_cosine": r["global_cosine"],
         "layers": layers,
         "effective_lr": r["effective_lr"],
         "rectification": r["rectification"],
@@ -152,31 +147,10 @@ def tensors_in(output: Any) -> Iterable[Tensor]:
             yield from tensors_in(item)
 
 
-def finish_update(
-    record: dict[str, Any], un: list[float], sn: list[float] | None, dn: list[float] | None
-) -> None:
-    record["update"] = un
-    if sn is None or dn is None:
-        return
-    cos = []
-    for u, s, d in zip(un, sn, dn, strict=True):
-        s2, d2 = s * s, d * d
-        cos.append(cosine_of(s2, d2, u, prev_norm2(u, s2, d2)))
-    record["cosine"] = cos
-    record["s2d2"] = (sum(s * s for s in sn), sum(d * d for d in dn))
 
 
-def prev_norm2(u: float | None, s2: float, d2: float) -> float:
-    """``|b|^2`` from ``|a + b|^2 + |a - b|^2 = 2 |a|^2 + 2 |b|^2``."""
-    return max((s2 + d2) / 2.0 - (u or 0.0) ** 2, 0.0)
 
 
-def cosine_of(s2: float, d2: float, u: float | None, prev2: float) -> float | None:
-    """``a.b / (|a| |b|)`` with ``a.b = (|a + b|^2 - |a - b|^2) / 4`` (polarization)."""
-    denom = (u or 0.0) * math.sqrt(prev2)
-    if not denom > 0 or not math.isfinite(denom):
-        return None
-    return max(-1.0, min(1.0, (s2 - d2) / 4.0 / denom))
 
 
 def _ratio(num: float | None, den: float | None) -> float | None:

@@ -1,0 +1,125 @@
+"""Flat row buffers for :class:`~unstuck.diagnose.Monitor`: copy now, reduce many rows at once.
+
+On a small model a training step takes a few hundred microseconds and every torch call costs a
+few, so a monitor that reduces each step on its own (a norm per tensor, a median, a read-back)
+costs as much as the step. The monitor therefore only *copies* what it needs at each observe
+(gradients, parameters, second moments) into one row of a preallocated ``(rows, numel)`` buffer
+per device and dtype (one ``torch.cat(..., out=row)`` each), and reduces all the rows of a buffer
+together when it is full or when the history is read: one reduction per parameter tensor over
+every row, instead of one per tensor per step. On a large model a row is large, the buffer holds
+one row (:func:`capacity`), and this is the plain per-step computation.
+
+Reductions per tensor ("segment" = the slice ``[start, stop)`` of a row that holds one tensor):
+
+- :func:`segment_norms`: L2 norms, ``(rows, tensors)``, each as ``torch.linalg.vector_norm`` of
+  the segment (few tensors: one call per tensor over all rows; many tensors: one
+  ``torch._foreach_norm`` per row);
+- :func:`segment_dots`: dot products of two buffers' segments (``torch.segment_reduce``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["ROW_BUDGET_BYTES", "Layout", "capacity", "segment_dots", "segment_norms"]
+
+ROW_BUDGET_BYTES = 64 * 2**20
+"""Memory the row buffers of one layout may take (all buffers together), in bytes."""
+
+MAX_ROWS = 64
+"""At most this many observes are buffered before they are reduced."""
+
+
+def capacity(numel: int, element_size: int, buffers: int) -> int:
+    """Rows per buffer: as many as ``buffers`` buffers of ``numel`` elements fit in
+    :data:`ROW_BUDGET_BYTES`, between 1 and :data:`MAX_ROWS`."""
+    per_row = max(numel * element_size * buffers, 1)
+    return max(1, min(MAX_ROWS, ROW_BUDGET_BYTES // per_row))
+
+
+class Layout:
+    """Where each tensor of one (device, dtype) group sits in a flat row.
+
+    Args:
+        index: positions of the tensors in the caller's list (the parameter order).
+        sizes: their numbers of elements.
+        device, dtype: of the tensors and of the rows.
+    """
+
+    def __init__(
+        self, index: Sequence[int], sizes: Sequence[int], device: torch.device, dtype: torch.dtype
+    ) -> None:
+        self.index = list(index)
+        self.sizes = list(sizes)
+        starts = [0]
+        for size in self.sizes:
+            starts.append(starts[-1] + size)
+        self.bounds = list(zip(starts[:-1], starts[1:], strict=True))
+        self.numel = starts[-1]
+        self.device, self.dtype = device, dtype
+        self.lengths = torch.tensor(self.sizes, dtype=torch.int64, device=device)
+        self._all_present = (True,) * len(self.sizes)
+
+    def empty(self, rows: int) -> Tensor:
+        """An uninitialised ``(rows, numel)`` buffer."""
+        return torch.empty(rows, self.numel, device=self.device, dtype=self.dtype)
+
+    def copy_row(self, row: Tensor, tensors: Sequence[Tensor | None]) -> Sequence[bool]:
+        """Copy ``tensors`` (in :attr:`index` order) into ``row``; returns which were present.
+
+        The usual case (every tensor there, dense, of the row's dtype and device) is one
+        ``torch.cat(..., out=row)``; one-dimensional tensors are taken as they are (pass flat views
+        to save the reshapes). Otherwise each is copied on its own: a missing tensor (``None``)
+        leaves NaN in its segment, a sparse one is densified, a complex one is copied as its real
+        view (its segment is twice its number of elements).
+        """
+        if not any(t is None for t in tensors):
+            try:
+                torch.cat([t if t.dim() == 1 else t.reshape(-1) for t in tensors], out=row)  # type: ignore[union-attr]
+                return self._all_present
+            except RuntimeError:  # sparse, complex, requires grad, other dtype: one by one
+                pass
+        with torch.no_grad():
+            for t, (start, stop) in zip(tensors, self.bounds, strict=True):
+                segment = row[start:stop]
+                if t is None:
+                    segment.fill_(float("nan"))
+                    continue
+                if t.layout != torch.strided:
+                    t = t.to_dense()
+                if t.is_complex():
+                    t = torch.view_as_real(t)
+                segment.copy_(t.reshape(-1))
+        return tuple(t is not None for t in tensors)
+
+    def segments(self, row: Tensor) -> list[Tensor]:
+        """Views of one row's segments, one per tensor."""
+        return list(row.split(self.sizes))
+
+
+def segment_norms(rows: Tensor, layout: Layout) -> Tensor:
+    """``(rows, tensors)`` L2 norms of every segment of every row."""
+    n_rows, n = rows.shape[0], len(layout.sizes)
+    if n_rows == 0:
+        return rows.new_zeros(0, n)
+    if n <= n_rows:
+        return torch.stack(
+            [torch.linalg.vector_norm(rows[:, a:b], dim=1) for a, b in layout.bounds], dim=1
+        )
+    return torch.stack([torch.stack(torch._foreach_norm(layout.segments(r))) for r in rows])
+
+
+def segment_dots(a: Tensor, b: Tensor, layout: Layout, *, out: Tensor | None = None) -> Tensor:
+    """``(rows, tensors)`` dot products of the segments of ``a`` and ``b`` row by row.
+
+    ``out``: a buffer shaped like ``a`` for the elementwise products (saves an allocation).
+    """
+    n_rows = a.shape[0]
+    if n_rows == 0:
+        return a.new_zeros(0, len(layout.sizes))
+    products = torch.mul(a, b, out=out) if out is not None else a * b
+    lengths = layout.lengths.expand(n_rows, -1)
+    return torch.segment_reduce(products, "sum", lengths=lengths, axis=1)
