@@ -197,6 +197,7 @@ class Monitor:
         self._rows: list[_Rows] | None = None  # allocated at the first observe
         self._frames: list[_Frame] = []
         self._carried = False  # frames[0] was reduced already (kept for its update)
+        self._grad_rows = self._state_rows = 0  # rows of the gradient / state buffers in use
         self._prev_update_valid = False  # rows.u[0] holds the update that ends at frames[0]
         self._first_nonfinite: dict[str, int] = {}
         self._first_nonfinite_forward: tuple[str, int] | None = None
@@ -281,7 +282,7 @@ class Monitor:
     def _sample(self, frame: _Frame, k: int, loss_t: Tensor | None) -> None:
         """Copy the gradients of a sampled observe and open its record."""
         assert self._rows is not None
-        frame.grad_row = sum(f.grad_row is not None for f in self._frames[self._carried : -1])
+        frame.grad_row, self._grad_rows = self._grad_rows, self._grad_rows + 1
         present = [False] * len(self._params)
         for rows in self._rows:
             layout = rows.layout
@@ -318,7 +319,7 @@ class Monitor:
         )
         if found is None or not any(s is not None for s in found):
             return
-        row = sum(f.state_row is not None for f in self._frames[self._carried :])
+        row, self._state_rows = self._state_rows, self._state_rows + 1
         for rows in self._rows:
             layout = rows.layout
             if rows.v is None:
@@ -402,6 +403,7 @@ class Monitor:
         self._prev_update_valid = valid[m - 1]
         self._frames = [last]
         self._carried = True
+        self._grad_rows = self._state_rows = 0
 
     def _state_scales(self, frame: _Frame) -> list[Scale | None]:
         """The :class:`Scale` of every parameter, its second moment a view of the copied row."""
@@ -462,7 +464,8 @@ class Monitor:
             record["grad"], record["weight"] = grad, tables["weight"][r]
             if frame.loss is not None:
                 record["loss"], pos = values[pos], pos + 1
-            record["nonfinite_grads"] = self._nonfinite(frame, grad)
+            finite = record["grad_norm"] is None or math.isfinite(record["grad_norm"])
+            record["nonfinite_grads"] = [] if finite else self._nonfinite(frame, grad)
         lr_by_frame = {}
         for j, found in zip(lr_frames, lr_found, strict=True):
             width = 3 * sum(s is not None for s in found) + 1
