@@ -1,0 +1,159 @@
+"""``unstuck doctor``: run a built-in scenario, print the verdicts, write the HTML report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from unstuck.cli.common import EXIT_FAILURE, EXIT_OK, UsageError
+
+__all__ = ["add_parser", "run"]
+
+DESCRIPTION = """\
+The doctor reads a training run the way the classic guide "my network does not train" does:
+training loss large -> model bias or optimisation failure (told apart by a simpler reference
+model); stuck with a large gradient -> oscillation across a valley; stuck with a small gradient ->
+the Hessian decides (saddle point, local minimum); training loss small but held-out loss large ->
+overfitting or mismatch (told apart by a train-dev split); and what a per-step monitor sees:
+non-finite values, divergence, exploding gradients, an adaptive step blowing up, a missing
+warm-up, layers that need different step sizes, a learning rate too small.
+
+This command runs a built-in scenario: a small real training (seconds, CPU) that exhibits one
+failure, prints the verdicts with their evidence and fixes, and writes a self-contained HTML
+report. In Python: unstuck.doctor.diagnose(train_loss, val_loss, test_loss, ...) for your own
+curves, unstuck.doctor.examine(model, criterion, train_data, ...) for your own model.
+Needs scikit-learn (pip install 'unstuck[demo]'); the report needs matplotlib ('unstuck[plot]').
+"""
+
+EPILOG = """\
+examples:
+  unstuck doctor --list
+  unstuck doctor --scenario saddle_point               # writes doctor_saddle_point.html
+  unstuck doctor --scenario overfitting -o report.html --force
+  unstuck doctor --scenario all                        # every scenario, a table (about a minute)
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``unstuck doctor``."""
+    parser = subparsers.add_parser(
+        "doctor",
+        help="diagnose why training fails: run a built-in scenario and write its report",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--scenario", metavar="NAME",
+                        help="a scenario (see --list), or 'all' for every one and a table")
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the scenario (default: 0)")
+    parser.add_argument(
+        "-o", "--out", metavar="PATH", default=None,
+        help="the HTML report (default: doctor_NAME.html); with --scenario all, a directory to "
+             "write every report in (default: none written)",
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite existing reports")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress on standard error")
+    parser.set_defaults(handler=run, command_parser=parser)
+
+
+def _list() -> str:
+    from unstuck.doctor.scenarios import SCENARIOS
+
+    width = max(len(n) for n in SCENARIOS)
+    lines = []
+    for s in SCENARIOS.values():
+        first = s.description.split(": ")[0] if len(s.description) > 100 else s.description
+        lines.append(f"{s.name:<{width}}  {first[:110]}")
+    return "\n".join(lines)
+
+
+def _check_report_path(path: str, force: bool) -> None:
+    if os.path.isdir(path):
+        raise UsageError(f"-o {path}: is a directory")
+    if os.path.exists(path) and not force:
+        raise UsageError(f"-o {path}: file exists; pass --force to overwrite it")
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise UsageError(f"-o {path}: directory {directory} does not exist")
+
+
+def _write(diagnosis, path: str) -> bool:
+    try:
+        diagnosis.save_html(path, overwrite=True)
+    except ImportError as error:
+        print(f"unstuck doctor: {error}", file=sys.stderr)
+        return False
+    except OSError as error:
+        print(f"unstuck doctor: cannot write {path}: {error}", file=sys.stderr)
+        return False
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``unstuck doctor``."""
+    try:
+        from unstuck.doctor.scenarios import SCENARIOS, run_scenario
+    except ImportError as error:  # pragma: no cover - scikit-learn missing
+        print(f"unstuck doctor: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.list:
+        print(_list())
+        return EXIT_OK
+    if args.scenario is None:
+        raise UsageError("pass --scenario NAME (or all), or --list")
+    if args.scenario == "all":
+        return _run_all(args)
+    if args.scenario not in SCENARIOS:
+        raise UsageError(
+            f"--scenario: unknown {args.scenario!r}; choose from all, {', '.join(SCENARIOS)}"
+        )
+    path = args.out or f"doctor_{args.scenario}.html"
+    _check_report_path(path, args.force)
+    scenario = SCENARIOS[args.scenario]
+    if not args.quiet:
+        print(f"scenario {scenario.name}: {scenario.description}", file=sys.stderr)
+    start = time.monotonic()
+    diagnosis = run_scenario(scenario.name, args.seed)
+    print(f"{diagnosis.title} (seed {args.seed}, {time.monotonic() - start:.1f} s)")
+    print(diagnosis)
+    if not _write(diagnosis, path):
+        return EXIT_FAILURE
+    print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    from unstuck.cli.progress import ProgressBar
+    from unstuck.doctor.scenarios import SCENARIOS, run_scenario
+    from unstuck.report import markdown_table
+
+    if args.out is not None and not os.path.isdir(args.out):
+        raise UsageError(f"-o {args.out}: with --scenario all, must be an existing directory")
+    rows, failed = [], 0
+    start = time.monotonic()
+    with ProgressBar(len(SCENARIOS), "doctor", enabled=not args.quiet) as bar:
+        for scenario in SCENARIOS.values():
+            t = time.monotonic()
+            diagnosis = run_scenario(scenario.name, args.seed)
+            seconds = time.monotonic() - t
+            codes = diagnosis.codes
+            ok = codes[0] == scenario.expected or (
+                scenario.composite and scenario.expected in codes
+            )
+            failed += not ok
+            rows.append([scenario.name, scenario.expected, ", ".join(codes),
+                         "yes" if ok else "NO", f"{seconds:.1f}"])
+            if args.out is not None:
+                path = os.path.join(args.out, f"doctor_{scenario.name}.html")
+                if os.path.exists(path) and not args.force:
+                    print(f"unstuck doctor: {path} exists; pass --force", file=sys.stderr)
+                else:
+                    _write(diagnosis, path)
+            bar.advance(note=scenario.name)
+    print(markdown_table(["scenario", "expected", "verdicts found", "found", "seconds"], rows))
+    print(f"\n{len(rows) - failed}/{len(rows)} scenarios found their verdict "
+          f"(seed {args.seed}, {time.monotonic() - start:.1f} s)")
+    return EXIT_OK if not failed else EXIT_FAILURE

@@ -1,0 +1,274 @@
+"""``diagnose``: from measurements to ranked verdicts with evidence and fixes.
+
+The doctor implements the classic guide for "my network does not train" (Hung-yi Lee, ML 2022
+spring; the lecture notes behind unstuck): first the training loss (large: model bias or
+optimisation, told apart by a simpler reference model; stuck with a large gradient: oscillation;
+stuck with a small gradient: the Hessian decides between a saddle point and a local minimum),
+then the held-out losses (overfitting, or mismatch, told apart by a train-dev split), and the
+step-level failures the Monitor sees (non-finite values, divergence, exploding gradients, an
+adaptive step blowing up, a missing warm-up, layers that need different step sizes, a learning
+rate too small). Each rule lives in :mod:`~unstuck.doctor.loss_rules` or
+:mod:`~unstuck.doctor.step_rules`, its thresholds in :mod:`~unstuck.doctor.thresholds`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from unstuck.doctor import loss_rules as L
+from unstuck.doctor import step_rules as S
+from unstuck.doctor.curves import as_curve, finite, records
+from unstuck.doctor.thresholds import MIN_TREND_POINTS, MIN_WINDOW
+from unstuck.doctor.verdicts import CODES, TITLES, Diagnosis, Verdict
+
+__all__ = ["critical_dict", "diagnose"]
+
+_OPTIMISATION = frozenset(CODES[: CODES.index("model_bias")]) | {"lr_too_small"}
+"""Verdicts that blame the optimisation: when one fires, a large loss is not model bias."""
+
+
+def critical_dict(critical_point: Any) -> dict[str, Any] | None:
+    """A :class:`~unstuck.diagnose.CriticalPoint` (or a dict) as a plain, JSON-ready dict.
+
+    The escape direction (tensors) is replaced by its shapes (``escape_direction_shapes``).
+    """
+    if critical_point is None:
+        return None
+    if isinstance(critical_point, dict):
+        out = dict(critical_point)
+    elif dataclasses.is_dataclass(critical_point):
+        out = {f.name: getattr(critical_point, f.name) for f in dataclasses.fields(critical_point)}
+    else:
+        raise TypeError(
+            "critical_point must be an unstuck.diagnose.CriticalPoint or a dict, got "
+            f"{type(critical_point).__name__}"
+        )
+    direction = out.pop("escape_direction", None)
+    if isinstance(direction, (list, tuple)) and all(hasattr(d, "shape") for d in direction):
+        out["escape_direction_shapes"] = [list(d.shape) for d in direction]
+    if "verdict" not in out:
+        raise ValueError(f"critical_point must have a 'verdict', got keys {sorted(out)}")
+    return out
+
+
+def _baseline(train: list[float], baseline: float | None, notes: list[str]) -> float:
+    if baseline is not None:
+        if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) or not (
+            math.isfinite(baseline) and baseline > 0
+        ):
+            raise ValueError(f"baseline must be a finite number > 0, got {baseline!r}")
+        return float(baseline)
+    values = finite(train)
+    if values and values[0] > 0:
+        return values[0]
+    scale = max((abs(v) for v in values), default=0.0)
+    notes.append(
+        "the first training loss is not a positive number, so the loss scale is "
+        f"{'max |loss|' if scale > 0 else '1'}: pass baseline= (e.g. the loss of a constant "
+        "prediction) for meaningful loss thresholds"
+    )
+    return scale if scale > 0 else 1.0
+
+
+def _monitor_facts(monitor: Any, history: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Optimizer family, weight-tensor names and first non-finite places, where known."""
+    facts: dict[str, Any] = {"family": None, "weights": None, "grads": {}, "forward": None}
+    if history is None:
+        return facts
+    optimizer = getattr(monitor, "optimizer", None)
+    if optimizer is not None:
+        from unstuck.diagnose.effective_lr import optimizer_family
+
+        facts["family"] = optimizer_family(optimizer) or "none"
+    model, names = getattr(monitor, "model", None), getattr(monitor, "names", None)
+    if model is not None and names is not None:
+        dims = {n: p.dim() for n, p in model.named_parameters()}
+        facts["weights"] = {n for n in names if dims.get(n, 0) >= 2}
+    grads = dict(getattr(monitor, "first_nonfinite", {}) or {})
+    forward = getattr(monitor, "first_nonfinite_forward", None)
+    for i, r in enumerate(history):
+        for name in r.get("nonfinite_grads") or ():
+            grads.setdefault(name, int(r.get("step", i)))
+        if forward is None and r.get("nonfinite_forward"):
+            forward = (r["nonfinite_forward"], int(r.get("step", i)))
+    facts["grads"] = grads
+    if forward is not None:
+        facts["forward"] = {"module": forward[0], "step": forward[1]}
+    return facts
+
+
+def diagnose(
+    train_loss: Sequence[float] | Any = None,
+    val_loss: Sequence[float] | float | None = None,
+    test_loss: Sequence[float] | float | None = None,
+    monitor: Any = None,
+    reference_train_loss: Sequence[float] | float | None = None,
+    critical_point: Any = None,
+    *,
+    baseline: float | None = None,
+    optimizer_family: str | None = None,
+    spectrum: Any = None,
+    val_steps: Sequence[int] | None = None,
+    test_steps: Sequence[int] | None = None,
+    title: str = "unstuck doctor",
+) -> Diagnosis:
+    """Diagnose a training run from its measurements: ranked verdicts with evidence and fixes.
+
+    Every input but the training loss is optional; each rule runs on what it needs and the
+    :attr:`Diagnosis.notes` say what could not be checked. The simplest use, per-epoch losses::
+
+        >>> from unstuck.doctor import diagnose
+        >>> d = diagnose(train_loss=[2.3, 0.9, 0.3, 0.08, 0.02, 0.01],
+        ...              val_loss=[2.3, 1.0, 0.7, 0.9, 1.2, 1.5])
+        >>> d.codes
+        ['overfitting']
+        >>> diagnose([2.3, 1.2, 0.6, 0.4, 0.35, 0.3],
+        ...          val_loss=[2.3, 1.3, 0.7, 0.5, 0.4, 0.38]).healthy
+        True
+
+    Args:
+        train_loss: the training loss per step or per epoch (a list, tuple, 1-D tensor or
+            array; NaN/Inf allowed: they are a finding). May be left out when ``monitor``
+            recorded losses.
+        val_loss: loss on data held out from the *training* distribution (train-dev), per
+            evaluation (or one number: the final value). Only the last value and the minimum are
+            read, so its length need not match ``train_loss``.
+        test_loss: loss on the test/dev data (possibly another distribution), likewise. With
+            ``val_loss`` too, a gap between them is *mismatch*; without ``val_loss``, a gap to the
+            training loss is reported as overfitting with low confidence.
+        monitor: an :class:`unstuck.diagnose.Monitor` (its optimizer family and parameter shapes
+            are read too) or its ``history`` (a list of record dicts): enables the step rules.
+        reference_train_loss: the training loss of a simpler model trained the same way (a
+            shallower network, a linear model); tells optimisation failure from model bias.
+        critical_point: an :class:`unstuck.diagnose.CriticalPoint` (or its dict) probed at the
+            end of training: a saddle point or a local minimum.
+        baseline: the loss scale the loss thresholds are fractions of; default the first
+            training loss (a fresh model's loss, about that of a constant prediction). Pass it
+            when ``train_loss`` starts late (e.g. per-epoch averages): for cross-entropy ``ln C``
+            with ``C`` balanced classes, for MSE the variance of the targets.
+        optimizer_family: ``"adam"``, ``"radam"``, ``"adagrad"``, ``"rmsprop"`` or ``"none"``
+            (not adaptive), when ``monitor`` is a plain history (a Monitor says it itself).
+        spectrum: a Hessian density (:func:`unstuck.diagnose.spectrum`) to show in the report.
+        val_steps, test_steps: the training step of each val/test value (for the report).
+        title: the report's title.
+
+    Returns:
+        A :class:`~unstuck.doctor.Diagnosis`; ``verdicts`` ranked in :data:`CODES` order, or the
+        single ``healthy`` verdict. When an optimisation verdict fires (everything ranked above
+        ``model_bias``, and ``lr_too_small``), ``model_bias`` is not reported: a large loss is
+        first the optimiser's fault when the optimiser is seen failing.
+
+    Raises:
+        ValueError: no training loss at all (empty and no Monitor losses); ``baseline`` not a
+            finite positive number; a curve with more than one dimension.
+        TypeError: a curve that is not numbers; ``monitor`` or ``critical_point`` of a wrong type.
+    """
+    notes: list[str] = []
+    train = as_curve("train_loss", train_loss) or []
+    history = records(monitor)
+    if not train and history:
+        train = [float(r["loss"]) for r in history if isinstance(r.get("loss"), (int, float))]
+    if not train:
+        raise ValueError(
+            "train_loss must hold at least one value (or monitor must have recorded losses), got "
+            f"{'an empty sequence' if train_loss is not None else 'None'}"
+        )
+    val = as_curve("val_loss", val_loss)
+    test = as_curve("test_loss", test_loss)
+    reference = as_curve("reference_train_loss", reference_train_loss)
+    critical = critical_dict(critical_point)
+    scale = _baseline(train, baseline, notes)
+    facts = _monitor_facts(monitor, history)
+    family = optimizer_family or facts["family"]
+    if family is not None and family not in ("adam", "radam", "adagrad", "rmsprop", "none"):
+        raise ValueError(
+            "optimizer_family must be one of adam, radam, adagrad, rmsprop, none, got "
+            f"{optimizer_family!r}"
+        )
+
+    broken = any(not math.isfinite(v) for v in train)
+    found: list[Verdict | None] = [
+        L.nonfinite(train, facts["grads"], facts["forward"]),
+        L.divergence(train),
+        L.saddle_point(critical),
+    ]
+    if not broken:  # a curve that broke off says nothing about fitting or generalising
+        found += [
+            L.optimization_failure(train, reference, scale),
+            L.model_bias(train, scale, reference, critical),
+            L.lr_too_small(train, scale, S.median_update_ratio(history) if history else None),
+            L.local_minimum(critical, train, scale, reference),
+            L.overfitting(train, val, scale, test),
+            L.mismatch(train, val, test, scale),
+        ]
+    if history:
+        found += [
+            S.oscillation(history),
+            S.exploding_gradients(history),
+            S.adagrad_blowup(history, family),
+            S.needs_warmup(history, family),
+            S.layer_ratio_spread(history, facts["weights"]),
+        ]
+    verdicts = [v for v in found if v is not None]
+    if any(v.code in _OPTIMISATION for v in verdicts):
+        verdicts = [v for v in verdicts if v.code != "model_bias"]
+    verdicts.sort(key=lambda v: CODES.index(v.code))
+
+    if len(finite(train)) < MIN_TREND_POINTS:
+        notes.append(
+            f"train_loss has {len(finite(train))} finite value(s): the rules that read the "
+            f"curve's shape (plateau, steady fall, divergence) need at least {MIN_TREND_POINTS}"
+        )
+    if val is None and test is None:
+        notes.append("no val_loss or test_loss: overfitting and mismatch were not checked")
+    elif val is None:
+        notes.append("no val_loss (train-dev): overfitting cannot be told from mismatch")
+    elif test is None:
+        notes.append("no test_loss: mismatch was not checked")
+    if history is None:
+        notes.append(
+            "no Monitor history: oscillation, exploding gradients, step blow-up, warm-up and "
+            "layer-ratio rules were not checked"
+        )
+    elif len(history) < 2 * MIN_WINDOW:
+        notes.append(
+            f"the Monitor has {len(history)} record(s): the step rules need at least "
+            f"{2 * MIN_WINDOW}"
+        )
+    if reference is None and L.is_large(train, scale):
+        notes.append(
+            "the training loss is large and no reference_train_loss was given: model bias and "
+            "optimisation failure are told apart by a simpler model's training loss"
+        )
+    if critical and critical.get("verdict") in ("not a critical point", "degenerate"):
+        notes.append(f"the Hessian probe says: {critical['verdict']}")
+
+    if not verdicts:
+        message = "no rule fired: " + (
+            "the training loss went down"
+            if len(finite(train)) >= 2 and finite(train)[-1] < finite(train)[0]
+            else "nothing abnormal was measured"
+        )
+        message += (
+            f" (from {train[0]:.4g} to {train[-1]:.4g})" if len(train) >= 2 else ""
+        ) + "."
+        verdicts = [Verdict("healthy", TITLES["healthy"], 0.9 if not notes else 0.6, message,
+                            {"train_loss_end": train[-1]}, ())]
+    return Diagnosis(
+        verdicts=verdicts,
+        train_loss=train,
+        val_loss=val,
+        test_loss=test,
+        reference_train_loss=reference,
+        baseline=scale,
+        val_steps=list(val_steps) if val_steps is not None else None,
+        test_steps=list(test_steps) if test_steps is not None else None,
+        history=history,
+        critical_point=critical,
+        spectrum=spectrum,
+        notes=notes,
+        title=title,
+    )

@@ -1,0 +1,142 @@
+"""The doctor's report: a plain dict, Markdown, and a self-contained HTML page.
+
+The HTML puts the verdicts first (title, the sentence with the measured numbers, the evidence
+table, the fixes), then the figures that show them: loss curves (train, validation, test, the
+reference model), gradient norm and update cosine, per-layer update/weight ratios and effective
+learning rates (:func:`unstuck.plots.monitor_figure`), and the Hessian spectrum when probed.
+Every string that may come from the user's model (parameter and module names, titles) is escaped
+by :mod:`unstuck.report`'s pieces; figures are embedded as PNG data URIs, so the file needs
+nothing beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from unstuck.report import escape, html_figure, html_page, html_table, markdown_table
+
+if TYPE_CHECKING:
+    from unstuck.doctor.verdicts import Diagnosis, Verdict
+
+__all__ = ["diagnosis_dict", "diagnosis_html", "diagnosis_markdown"]
+
+
+def _json(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+    if isinstance(x, dict):
+        return {str(k): _json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json(v) for v in x]
+    return x
+
+
+def diagnosis_dict(d: Diagnosis) -> dict[str, Any]:
+    """The diagnosis as a JSON-ready dict (non-finite floats as ``"NaN"``/``"Infinity"``)."""
+    spectrum = None
+    if d.spectrum is not None:
+        spectrum = {"lambda_min": d.spectrum.lambda_min, "lambda_max": d.spectrum.lambda_max,
+                    "hvps": d.spectrum.hvps}
+    return _json({
+        "title": d.title,
+        "codes": d.codes,
+        "verdicts": [v.to_dict() for v in d.verdicts],
+        "notes": list(d.notes),
+        "baseline": d.baseline,
+        "train_loss": d.train_loss,
+        "val_loss": d.val_loss,
+        "test_loss": d.test_loss,
+        "reference_train_loss": d.reference_train_loss,
+        "val_steps": d.val_steps,
+        "test_steps": d.test_steps,
+        "critical_point": d.critical_point,
+        "spectrum": spectrum,
+        "monitor_records": len(d.history) if d.history is not None else None,
+    })
+
+
+def _show(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    if isinstance(x, dict):
+        return ", ".join(f"{k}: {_show(v)}" for k, v in x.items())
+    if isinstance(x, (list, tuple)):
+        return ", ".join(_show(v) for v in x)
+    return str(x)
+
+
+def _evidence_rows(v: Verdict) -> list[list[str]]:
+    return [[str(k), _show(x)] for k, x in v.evidence.items()]
+
+
+def diagnosis_markdown(d: Diagnosis) -> str:
+    """The verdicts with their evidence and fixes, and the notes, as GitHub Markdown."""
+    parts = [f"# {d.title}", ""]
+    for i, v in enumerate(d.verdicts, 1):
+        parts += [f"## {i}. {v.title} (`{v.code}`, confidence {v.confidence:.1f})", "", v.message,
+                  ""]
+        if v.evidence:
+            parts += [markdown_table(["evidence", "value"], _evidence_rows(v)), ""]
+        if v.fixes:
+            parts += ["**Fixes**", ""] + [f"- {fix}" for fix in v.fixes] + [""]
+    if d.notes:
+        parts += ["## Notes", ""] + [f"- {n}" for n in d.notes] + [""]
+    return "\n".join(parts)
+
+
+def _verdicts_html(d: Diagnosis) -> str:
+    out = []
+    for i, v in enumerate(d.verdicts, 1):
+        css = "verdict ok" if v.code == "healthy" else "verdict"
+        out.append(f'<section class="{css}">\n<h2>{i}. {escape(v.title)}</h2>\n')
+        out.append(f"<p><code>{escape(v.code)}</code> &middot; confidence "
+                   f"{v.confidence:.1f}</p>\n<p>{escape(v.message)}</p>\n")
+        if v.evidence:
+            out.append(html_table(["evidence", "value"], _evidence_rows(v)))
+        if v.fixes:
+            out.append("<p><strong>Fixes</strong></p>\n<ul>\n")
+            out += [f"<li>{escape(fix)}</li>\n" for fix in v.fixes]
+            out.append("</ul>\n")
+        out.append("</section>\n")
+    if d.notes:
+        out.append("<h2>Notes</h2>\n<ul>\n" + "".join(f"<li>{escape(n)}</li>\n" for n in d.notes)
+                   + "</ul>\n")
+    return "".join(out)
+
+
+def _figures_html(d: Diagnosis) -> str:
+    from unstuck.plots import (
+        gradient_figure,
+        loss_curves_figure,
+        monitor_figure,
+        spectrum_figure,
+    )
+
+    out = ["<h2>Figures</h2>\n"]
+    figure = loss_curves_figure(d.train_loss, d.val_loss, d.test_loss, d.reference_train_loss,
+                                val_steps=d.val_steps, test_steps=d.test_steps)
+    out.append(html_figure(figure, "Loss curves: training, validation (train-dev), test and the "
+                                   "simpler reference model"))
+    if d.history:
+        out.append(html_figure(gradient_figure(d.history),
+                               "Gradient norm and the cosine between consecutive updates"))
+        out.append(html_figure(monitor_figure(d.history),
+                               "Monitor: loss, gradient norm, per-tensor update/weight ratio, "
+                               "effective learning rate"))
+    if d.spectrum is not None:
+        cp = d.critical_point or {}
+        out.append(html_figure(
+            spectrum_figure(d.spectrum, cp.get("lambda_min"), cp.get("lambda_max")),
+            f"Hessian spectrum at the end of training (verdict: {cp.get('verdict', 'n/a')})"))
+    return "".join(out)
+
+
+def diagnosis_html(d: Diagnosis) -> str:
+    """The self-contained HTML report (needs matplotlib for the figures)."""
+    body = [_verdicts_html(d)]
+    if d.critical_point:
+        rows = [[k, _show(v)] for k, v in d.critical_point.items()]
+        body.append("<h2>Hessian probe</h2>\n" + html_table(["quantity", "value"], rows))
+    body.append(_figures_html(d))
+    return html_page(d.title, "".join(body))
