@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint clean
+.PHONY: venv compare demo test lint clean
 
 venv: $(STAMP)
 
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e ".[test,demo,dev,plot]" torch==2.13.0
 	touch $(STAMP)
+
+# The main job: 10 optimizers x 3 seeds on the digits task; report in unstuck-compare/ (re-running
+# resumes: finished runs are read back, not redone).
+compare: venv
+	$(BIN)/unstuck compare
 
 demo: venv
 	$(BIN)/unstuck demo

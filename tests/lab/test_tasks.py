@@ -107,3 +107,116 @@ def test_registry_builds_digits_and_rejects_unknown_names() -> None:
     assert tasks.get_task("digits-mlp").name == "digits-mlp"
     with pytest.raises(ValueError, match="digits-mlp"):
         tasks.get_task("no-such-task")
+
+
+# -- every built-in task ---------------------------------------------------------------------------
+
+ALL_TASKS = ("digits-mlp", "digits-cnn", "deep-linear")
+
+
+@pytest.fixture(scope="module", params=ALL_TASKS)
+def any_task(request: pytest.FixtureRequest) -> tasks.Task:
+    return tasks.get_task(request.param)
+
+
+def test_digits_read_from_the_package_file_equal_load_digits() -> None:
+    from sklearn.datasets import load_digits
+
+    inputs, targets = tasks._load_digits()
+    digits = load_digits()
+    assert torch.equal(inputs, torch.as_tensor(digits.data, dtype=torch.float32) / 16.0)
+    assert torch.equal(targets, torch.as_tensor(digits.target, dtype=torch.int64))
+
+
+def test_every_task_is_registered_with_its_name(any_task: tasks.Task) -> None:
+    assert any_task.name in tasks.TASKS
+    assert any_task.epochs >= 1 and any_task.batch_size >= 1
+    assert any_task.target_loss is not None and any_task.target_loss > 0
+    assert {"sgd", "adam", "lars"} <= set(any_task.default_lrs)
+
+
+def test_every_task_split_is_fixed_and_disjoint(any_task: tasks.Task) -> None:
+    again = tasks.get_task(any_task.name)
+    splits = (any_task.train, any_task.val, any_task.test)
+    for a, b in zip(splits, (again.train, again.val, again.test)):
+        assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
+    if any_task.name.startswith("digits"):
+        return  # the digits hold repeated images: covered by the multiset test above
+    rows = [set(map(tuple, split.inputs.tolist())) for split in splits]
+    assert sum(map(len, rows)) == len(set.union(*rows))  # no example in two splits
+
+
+def test_every_task_model_is_seeded_and_fits_the_data(any_task: tasks.Task) -> None:
+    a, b, c = any_task.make_model(3), any_task.make_model(3), any_task.make_model(4)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters(), strict=True))
+    loss, metric = any_task.evaluate(a, any_task.val)
+    assert loss > 0 and isinstance(metric, float)
+    out = a(any_task.train.inputs[:4])
+    assert any_task.loss(out, any_task.train.targets[:4]).ndim == 0
+
+
+def test_digits_cnn_shares_the_digits_mlp_splits() -> None:
+    mlp, cnn = tasks.digits_mlp(), tasks.digits_cnn()
+    assert torch.equal(mlp.test.inputs, cnn.test.inputs)
+    assert any(isinstance(m, torch.nn.Conv2d) for m in cnn.make_model(0).modules())
+
+
+def test_deep_linear_is_ill_conditioned_and_starts_near_zero() -> None:
+    task = tasks.deep_linear()
+    x = task.train.inputs
+    eigenvalues = torch.linalg.eigvalsh(x.T @ x / len(x))
+    assert 5e3 < (eigenvalues.max() / eigenvalues.min()).item() < 2e4  # condition number 1e4
+    variances = x.var(dim=0)
+    assert variances[0] / variances[-1] > 5e3  # axis-aligned: one scale per input coordinate
+    rotated = tasks.deep_linear(rotate=True, condition=100.0).train.inputs.var(dim=0)
+    assert rotated.max() / rotated.min() < 10
+    model = task.make_model(0)
+    assert len(list(model.parameters())) == 4
+    with torch.no_grad():
+        assert model(x).abs().mean() < 0.1 * task.train.targets.abs().mean()  # near the saddle
+    # the least-squares fit reaches the noise floor (0.01): the metric is about 0.99 there
+    solution = torch.linalg.lstsq(x, task.train.targets).solution
+    fitted = task.val.inputs @ solution
+    assert task.loss(fitted, task.val.targets).item() < 0.015
+    assert tasks.r_squared(fitted, task.val.targets) > 0.98
+
+
+def test_r_squared() -> None:
+    targets = torch.tensor([[1.0], [2.0], [3.0]])
+    assert tasks.r_squared(targets, targets) == 1.0
+    assert tasks.r_squared(torch.full((3, 1), 2.0), targets) == 0.0
+    with pytest.raises(ValueError, match="two"):
+        tasks.r_squared(targets[:1], targets[:1])
+
+
+def test_register_task_adds_replaces_and_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks, "TASKS", dict(tasks.TASKS))
+    tasks.register_task("my-task", lambda: tasks.deep_linear(n=100))
+    assert tasks.get_task("my-task").name == "deep-linear"
+    with pytest.raises(ValueError, match="already registered"):
+        tasks.register_task("my-task", tasks.digits_mlp)
+    tasks.register_task("my-task", tasks.digits_mlp, replace=True)
+    assert tasks.TASKS["my-task"] is tasks.digits_mlp
+    with pytest.raises(ValueError, match="name"):
+        tasks.register_task("bad name!", tasks.digits_mlp)
+    with pytest.raises(TypeError, match="factory"):
+        tasks.register_task("other", "not callable")  # type: ignore[arg-type]
+    tasks.register_task("broken", lambda: 42)  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError, match="must return a Task"):
+        tasks.get_task("broken")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("epochs", 0), ("batch_size", 1.5), ("target_loss", float("nan"))]
+)
+def test_task_checks_its_defaults(field: str, value: float) -> None:
+    base = tasks.deep_linear(n=50)
+    with pytest.raises(ValueError, match=field):
+        tasks.Task(**{**base.__dict__, field: value})
+
+
+def test_task_checks_default_lrs() -> None:
+    base = tasks.deep_linear(n=50)
+    with pytest.raises(ValueError, match="default_lrs"):
+        tasks.Task(**{**base.__dict__, "default_lrs": {"sgd": -1.0}})

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from unstuck import __version__
-from unstuck.cli import demo, lr_find, schedule
+from unstuck.cli import compare, demo, doctor, lr_find, schedule, surface
 from unstuck.cli.common import EXIT_USAGE, UsageError
 
 __all__ = ["UsageError", "build_parser", "main"]
@@ -33,9 +33,12 @@ command runs its experiments from the shell.
 EPILOG = "Run 'unstuck COMMAND --help' for the options of one command."
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    compare.add_parser,
     demo.add_parser,
     schedule.add_parser,
     lr_find.add_parser,
+    surface.add_parser,
+    doctor.add_parser,
 )
 """The registration functions of every subcommand, in ``--help`` order."""
 

@@ -13,14 +13,14 @@ Example:
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
+from unstuck.lab import training
 from unstuck.lab.tasks import Task, digits_mlp
+from unstuck.lab.training import EpochReport, OptimizerFactory
 
 __all__ = [
     "DEFAULT_EPOCHS",
@@ -33,23 +33,9 @@ __all__ = [
     "train",
 ]
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-"""Builds an optimizer for the given parameters, e.g. ``lambda p: unstuck.Adam(p, lr=1e-3)``."""
-
 DEFAULT_EPOCHS = 50  # 17 steps per epoch: about half a second per optimizer on one core
 DEFAULT_BATCH_SIZE = 64
 _LARS_LR = 2.0  # LARS scales each layer's step by trust_coefficient * |w| / |g|: lr is large.
-
-
-@dataclass(frozen=True)
-class EpochReport:
-    """Progress of one optimizer: sent to the ``progress`` callback after every epoch."""
-
-    optimizer: str
-    epoch: int
-    epochs: int
-    train_loss: float
-    """Mean mini-batch loss over this epoch."""
 
 
 @dataclass(frozen=True)
@@ -109,34 +95,33 @@ def train(
 ) -> DemoResult:
     """Train ``task``'s model with one optimizer and score it.
 
-    The initial weights come from ``task.make_model(seed)`` and the mini-batch order from a
-    generator seeded with ``seed``, so every optimizer sees the same start and the same batches.
+    The training loop is :func:`unstuck.lab.training.train` (constant learning rate, the splits
+    evaluated once at the end): the initial weights come from ``task.make_model(seed)`` and the
+    mini-batch order from a generator seeded with ``seed``, so every optimizer sees the same
+    start and the same batches. A run whose loss stops being finite is stopped there and scores
+    NaN.
     """
-    model = task.make_model(seed)
-    optimizer = make_optimizer(model.parameters())
-    generator = torch.Generator().manual_seed(seed)
-    inputs, targets = task.train.inputs, task.train.targets
-    history: list[float] = []
-    model.train()
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        order = torch.randperm(len(task.train), generator=generator)
-        total, batches = 0.0, 0
-        for batch in order.split(batch_size):
-            optimizer.zero_grad(set_to_none=True)
-            loss = task.loss(model(inputs[batch]), targets[batch])
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-            batches += 1
-        history.append(total / batches)
-        if progress is not None:
-            progress(EpochReport(name, epoch, epochs, history[-1]))
-    seconds = time.perf_counter() - start
-    train_loss, _ = task.evaluate(model, task.train)
-    _, val_accuracy = task.evaluate(model, task.val)
-    _, test_accuracy = task.evaluate(model, task.test)
-    return DemoResult(name, train_loss, val_accuracy, test_accuracy, seconds, tuple(history))
+    run = training.train(
+        task,
+        make_optimizer,
+        epochs=epochs,
+        seed=seed,
+        batch_size=batch_size,
+        label=name,
+        evaluate_every_epoch=False,
+        progress=progress,
+    )
+    if run.diverged:
+        nan = math.nan
+        return DemoResult(name, nan, nan, nan, run.seconds, (*run.epoch_loss, nan))
+    return DemoResult(
+        name,
+        run.curves["train_loss"][-1],
+        run.curves["val_metric"][-1],
+        run.curves["test_metric"][-1],
+        run.seconds,
+        tuple(run.epoch_loss),
+    )
 
 
 def run_demo(

@@ -17,15 +17,24 @@ re-exports them all.
 """
 
 from unstuck.plots.canvas import new_figure
+from unstuck.plots.compare import compare_curves_figure, compare_lr_figure
 from unstuck.plots.diagnose import lr_find_figure, monitor_figure, spectrum_figure
+from unstuck.plots.doctor import gradient_figure, loss_curves_figure
 from unstuck.plots.schedules import WARMUP_GID, detect_warmup, schedule_figure
+from unstuck.plots.surfaces import surface_animation, surface_figure
 
 __all__ = [
+    "compare_curves_figure",
+    "compare_lr_figure",
     "WARMUP_GID",
     "detect_warmup",
+    "gradient_figure",
+    "loss_curves_figure",
     "lr_find_figure",
     "monitor_figure",
     "new_figure",
     "schedule_figure",
     "spectrum_figure",
+    "surface_animation",
+    "surface_figure",
 ]
