@@ -33,25 +33,25 @@ the optimizer step that follows it:
   observe.
 
 The update of step ``k`` and the optimizer state it left are read at the next observe (or when
-:attr:`history`, :meth:`summary` or :meth:`to_jsonl` is called), so the optimizer is never
-wrapped and no observe waits for the device (the buffered rows are read back together); a post-step hook only counts steps, so a step
-that was skipped (``GradScaler`` on overflow) or several steps between two observes leave the
-update ``None`` rather than a wrong number. Anything else that changes the parameters between
-two observes counts as part of the update.
+:attr:`history`, :meth:`summary` or :meth:`to_jsonl` is called), so the optimizer is never wrapped
+and no observe waits for the device (the buffered rows are read back together); a post-step hook
+only counts steps, so a step that was skipped (``GradScaler`` on overflow) or several steps between
+two observes leave the update ``None`` rather than a wrong number. Anything else that changes the
+parameters between two observes counts as part of the update.
 
 Cost: an observe only *copies*: the parameters (and, when sampled, the gradients, and after a
-sampled step of an adaptive optimizer its second moments) go into one row of a preallocated
-buffer per device and dtype, one ``torch.cat(..., out=row)`` each (:mod:`unstuck.diagnose.flat_rows`).
-The norms, dot products, effective-lr statistics and the one read-back to the host are computed
-for all buffered rows together when the buffer is full (up to 64 rows within 64 MiB; one row on
-a large model) or when the history, the summary or the non-finite findings are read, so their
-fixed cost per torch call is shared by many steps. :meth:`flush` does it on demand. Observes
-that are neither sampled nor next to a sampled one cost almost nothing. ``watch_forward`` adds one
-``isfinite`` test per module per forward pass. The effective-lr medians (one selection per tensor
-and one over all) are the most expensive part on a small model; ``effective_lr_every=k``
-computes the effective lr on one sampled record in ``k`` only (default 1: on every one).
-Measured by ``benchmarks/monitor_overhead.py``. Nothing here changes the model, its gradients or
-the optimizer. Decoding, summary and JSON Lines live in :mod:`unstuck.diagnose.records`.
+sampled step of an adaptive optimizer its second moments) go into one row of a preallocated buffer
+per device and dtype, one ``torch.cat(..., out=row)`` each (:mod:`unstuck.diagnose.flat_rows`). The
+norms, dot products, effective-lr statistics and the one read-back to the host are computed for all
+buffered rows together when the buffer is full (up to 64 rows within 64 MiB; one row on a large
+model) or when the history, the summary or the non-finite findings are read, so their fixed cost
+per torch call is shared by many steps. :meth:`flush` does it on demand. Observes that are neither
+sampled nor next to a sampled one cost almost nothing. ``watch_forward`` adds one ``isfinite`` test
+per module per forward pass. The effective-lr medians (one selection per tensor and one over all)
+are the most expensive part on a small model; ``effective_lr_every=k`` computes the effective lr on
+one sampled record in ``k`` only (default 1: on every one). Measured by
+``benchmarks/monitor_overhead.py``. Nothing here changes the model, its gradients or the optimizer.
+Decoding, summary and JSON Lines live in :mod:`unstuck.diagnose.records`.
 
 Example:
     >>> import torch
