@@ -40,68 +40,21 @@ import inspect
 import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 import unstuck.optim as uo
-from unstuck.optim import multi_tensor as mt
-from unstuck.optim import validation as check
-from unstuck.optim.base import Bucket, ChainOptimizer, Transform
-from unstuck.optim.transforms import ApplyUpdate
+from unstuck.optim import AdagradRMS
 
 __all__ = [
     "OPTIMIZERS",
-    "AdagradRMS",
     "OptimizerEntry",
     "OptimizerSpec",
     "OptimizerSpecError",
     "parse_optimizer",
     "parse_optimizers",
 ]
-
-
-class ScaleByRootMeanSquare(Transform):
-    r"""The lecture's per-parameter scale: the root *mean* square of all gradients so far.
-
-    ``sum <- sum + u^2``; ``u <- u / (sqrt(sum / t) + eps)``. State: ``sum`` (as Adagrad's).
-    """
-
-    def __call__(self, b: Bucket) -> None:
-        sums = b.state("sum", lambda p: torch.zeros_like(p, memory_format=torch.preserve_format))
-        mt.addcmul_(sums, b.updates, b.updates, value=1.0)
-        sigma = mt.sqrt(sums)
-        mt.div_(sigma, float(b.step) ** 0.5)
-        mt.add_(sigma, b.group["eps"])
-        b.set_updates(mt.div_into(b.updates, sigma))
-
-
-class AdagradRMS(ChainOptimizer):
-    r"""Adagrad as the lecture notes write it: the learning rate over the root MEAN square.
-
-    .. math::
-        \sigma_t = \sqrt{\tfrac{1}{t+1} \textstyle\sum_{i=0}^{t} g_i^2};\quad
-        p \leftarrow p - \frac{\eta}{\sigma_t + \epsilon}\, g_t
-
-    Duchi et al.'s Adagrad (torch.optim.Adagrad, unstuck.Adagrad) divides by the root *sum*
-    square, :math:`\sqrt{t+1}\,\sigma_t`: it is this rule with the learning-rate decay
-    :math:`\eta / \sqrt{t+1}` built in. Without that decay, :math:`\sigma_t` of a direction
-    whose gradient has become tiny (the steep direction, once the floor of a valley is reached)
-    shrinks like :math:`1/\sqrt{t}` over a long flat stretch until :math:`\eta / \sigma_t`
-    exceeds the stability limit and the step blows up; a decaying schedule prevents it (the
-    lecture's lesson, ``unstuck surface --surface valley --optimizers adagrad_rms``). A lab
-    optimizer for that lesson, not a recommendation.
-
-    Reference: Hung-yi Lee, ML 2022 lecture "Adaptive learning rate" (Root Mean Square).
-    """
-
-    chain = (ScaleByRootMeanSquare(), ApplyUpdate())
-    rules: ClassVar[dict[str, check.Check]] = {"eps": check.positive}
-
-    def __init__(self, params: Iterable[Any], lr: float = 1e-2, eps: float = 1e-10, *,
-                 foreach: bool = True) -> None:
-        super().__init__(params, dict(lr=lr, eps=eps, foreach=foreach, maximize=False,
-                                      centralize=False))
 
 
 @dataclasses.dataclass(frozen=True)

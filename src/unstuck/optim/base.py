@@ -13,6 +13,9 @@ A step, for every parameter group:
 
 Complex parameters are optimized through their real view (``torch.view_as_real``), as torch.optim
 does; their state is stored complex, like torch's.
+
+An optimizer with a ``fused_rule`` can instead run a bucket's whole chain on torch's fused kernels
+(``fused.py``; the ``fused`` option): the buckets it does not take run the chain as above.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from unstuck.optim import validation
+from unstuck.optim.blocks import Workspace
+from unstuck.optim.fused import FusedBucket, FusedRule, choose_rule, warn_once
 from unstuck.optim.multi_tensor import clone
 
 __all__ = ["Bucket", "ChainOptimizer", "Transform"]
@@ -143,18 +148,21 @@ class ChainOptimizer(Optimizer):
     """A ``torch.optim.Optimizer`` whose step runs ``chain`` over buckets of parameters.
 
     Subclasses set ``chain`` (the transforms, in order) and ``rules`` (a check per
-    hyper-parameter, applied to the defaults and to every added group). All of torch.optim's
+    hyper-parameter, applied to the defaults and to every added group), and may set
+    ``fused_rule`` (the same step on torch's fused kernels, see ``fused.py``). All of torch.optim's
     machinery works unchanged: param groups with their own hyper-parameters, ``closure``,
     ``add_param_group``, ``zero_grad``, ``state_dict``/``load_state_dict``, step hooks, LR
     schedulers and ``torch.amp.GradScaler``.
     """
 
     chain: ClassVar[tuple[Transform, ...]] = ()
+    fused_rule: ClassVar[FusedRule | None] = None
     rules: ClassVar[dict[str, validation.Check]] = {}
     common_rules: ClassVar[dict[str, validation.Check]] = {
         "lr": validation.non_negative,
         "maximize": validation.flag,
         "foreach": validation.flag,
+        "fused": validation.optional_flag,
         "centralize": validation.flag,
     }
 
@@ -213,10 +221,56 @@ class ChainOptimizer(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for index, group in enumerate(self.param_groups):
-            for bucket in self._buckets(group, index):
+            rule = choose_rule(self, group)
+            if rule is None:
+                buckets = self._buckets(group, index)
+            else:
+                buckets = self._fused_buckets(rule, group, index)
+            for bucket in buckets:
                 for transform in self.chain:
                     transform(bucket)
         return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a ``state_dict`` (torch's format; a torch.optim checkpoint of the same
+        algorithm loads too).
+
+        State tensors are laid out as their (contiguous) parameter, as the fused kernels need:
+        a checkpoint of a ``channels_last`` model loaded into a contiguous one is converted.
+        Raises ``ValueError`` for a state tensor whose shape is not its parameter's (a
+        checkpoint of another model), which no step could use.
+        """
+        super().load_state_dict(state_dict)
+        for p, state in self.state.items():
+            for name, value in state.items():
+                if not isinstance(value, Tensor) or value.dim() == 0:
+                    continue
+                if value.shape != p.shape:
+                    raise ValueError(
+                        f"state_dict: state {name!r} has shape {list(value.shape)} but its "
+                        f"parameter has shape {list(p.shape)} (a checkpoint of another model?)"
+                    )
+                if p.is_contiguous():
+                    state[name] = value.contiguous()
+
+    def _take_step(self, p: Tensor, group: dict[str, Any], index: int, i: int) -> dict[str, Any]:
+        """Parameter ``i`` of the group takes a step: its state, created on its first step,
+        with the step count incremented."""
+        if p.grad.is_sparse:  # type: ignore[union-attr]
+            names = group.get("param_names")
+            name = names[i] if names else f"param_groups[{index}]['params'][{i}]"
+            raise RuntimeError(
+                f"{name} (shape {list(p.shape)}) has a sparse gradient; "
+                f"{type(self).__name__} supports dense gradients only "
+                "(use torch.optim.SparseAdam or a dense embedding)"
+            )
+        state = self.state[p]
+        if "step" not in state:  # first step (or state from an optimizer without a count)
+            for transform in self.chain:
+                for name, value in transform.init(p, group).items():
+                    state.setdefault(name, value)
+        state["step"] = int(state.get("step", 0)) + 1
+        return state
 
     def _buckets(self, group: dict[str, Any], index: int) -> Iterator[Bucket]:
         keyed: dict[tuple[Any, ...], tuple[list[Tensor], list[dict[str, Any]]]] = defaultdict(
@@ -225,25 +279,55 @@ class ChainOptimizer(Optimizer):
         for i, p in enumerate(group["params"]):
             if p.grad is None:
                 continue
-            if p.grad.is_sparse:
-                names = group.get("param_names")
-                name = names[i] if names else f"param_groups[{index}]['params'][{i}]"
-                raise RuntimeError(
-                    f"{name} (shape {list(p.shape)}) has a sparse gradient; "
-                    f"{type(self).__name__} supports dense gradients only "
-                    "(use torch.optim.SparseAdam or a dense embedding)"
-                )
-            state = self.state[p]
-            if "step" not in state:  # first step (or state from an optimizer without a count)
-                for transform in self.chain:
-                    for name, value in transform.init(p, group).items():
-                        state.setdefault(name, value)
-            step = int(state.get("step", 0)) + 1
-            state["step"] = step
-            key = (p.device, p.dtype, step) if group["foreach"] else (i,)
+            state = self._take_step(p, group, index, i)
+            key = (p.device, p.dtype, state["step"]) if group["foreach"] else (i,)
             params, states = keyed[key]
             params.append(p)
             states.append(state)
         for key, (params, states) in keyed.items():
             step = key[2] if group["foreach"] else states[0]["step"]
+            yield Bucket(group, params, states, step)
+
+    def _fused_buckets(
+        self, rule: FusedRule, group: dict[str, Any], index: int
+    ) -> Iterator[Bucket]:
+        """Run ``rule`` on the group's buckets it takes; yield the others (the parameters that
+        are not dense, or of an unsupported dtype or device, and the steps the rule leaves to
+        the reference chain) as buckets for the chain."""
+        keyed: dict[tuple[Any, ...], tuple[list[Tensor], list[Tensor], list[dict[str, Any]]]]
+        keyed = {}
+        state_of = self.state
+        for i, p in enumerate(group["params"]):
+            grad = p.grad
+            if grad is None:
+                continue
+            # The common case inline (this loop is the per-parameter cost of a fused step); a
+            # sparse gradient is never contiguous, so it takes _take_step and its error.
+            state = state_of[p]
+            step = state.get("step")
+            dense = grad.is_contiguous()
+            if dense and type(step) is int:
+                step += 1
+                state["step"] = step
+            else:
+                step = self._take_step(p, group, index, i)["step"]
+            key = (p.device, p.dtype, step, dense and p.is_contiguous())
+            entry = keyed.get(key)
+            if entry is None:
+                entry = keyed[key] = ([], [], [])
+            entry[0].append(p)
+            entry[1].append(grad)
+            entry[2].append(state)
+        workspace = self.__dict__.get("_fused_workspace")
+        if workspace is None:
+            workspace = self.__dict__["_fused_workspace"] = Workspace()
+        for (device, dtype, step, dense), (params, grads, states) in keyed.items():
+            reason = rule.unsupported_tensors(device, dtype) if dense else (
+                "a parameter or its gradient is not contiguous"
+            )
+            if reason is None:
+                if rule(FusedBucket(group, params, grads, states, step), workspace):
+                    continue
+            elif group.get("fused"):
+                warn_once(self, reason)
             yield Bucket(group, params, states, step)

@@ -1,8 +1,11 @@
 """Named optimizers: each is its chain of transforms, its defaults and its update rule.
 
-All share torch.optim's keyword-only options ``maximize`` and ``foreach`` (``True``: buckets of
-tensors run as multi-tensor ops; ``False``: one tensor at a time, same result), plus
-``centralize`` (Gradient Centralization of every gradient with more than one dimension).
+All share torch.optim's keyword-only options ``maximize``, ``foreach`` (``True``: buckets of
+tensors run as multi-tensor ops; ``False``: one tensor at a time, same result) and ``fused``
+(``None``, the default: one pass over memory on torch's fused kernels wherever that applies and
+``foreach`` is true; ``True``: wherever it applies, warning once where it does not; ``False``:
+never; see ``fused.py``), plus ``centralize`` (Gradient Centralization of every gradient with
+more than one dimension).
 """
 
 from __future__ import annotations
@@ -10,11 +13,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from unstuck.optim import fused_rules
 from unstuck.optim import transforms as tr
 from unstuck.optim import validation as check
 from unstuck.optim.base import ChainOptimizer, Transform
 
-__all__ = ["SGD", "LARS", "Adagrad", "Adam", "AdamW", "RAdam", "RMSprop", "Ranger", "RangerLARS"]
+__all__ = [
+    "LARS",
+    "SGD",
+    "Adagrad",
+    "AdagradRMS",
+    "Adam",
+    "AdamW",
+    "RAdam",
+    "RMSprop",
+    "Ranger",
+    "RangerLARS",
+]
 
 Params = Iterable[Any]
 
@@ -56,6 +71,7 @@ class SGD(ChainOptimizer):
     """
 
     chain = (*_PREAMBLE, tr.SgdMomentum(), _APPLY)
+    fused_rule = fused_rules.SgdRule()
     rules: ClassVar[dict[str, check.Check]] = {
         "momentum": check.non_negative,
         "dampening": check.non_negative,
@@ -74,11 +90,13 @@ class SGD(ChainOptimizer):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        fused: bool | None = None,
         centralize: bool = False,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
-            weight_decay=weight_decay, maximize=maximize, foreach=foreach, centralize=centralize,
+            weight_decay=weight_decay, maximize=maximize, foreach=foreach, fused=fused,
+            centralize=centralize,
         ))
 
     def _check(self, values: dict[str, Any]) -> None:
@@ -105,6 +123,7 @@ class Adagrad(ChainOptimizer):
     """
 
     chain = (*_PREAMBLE, tr.ScaleByAdagrad(), _APPLY)
+    fused_rule = fused_rules.AdagradRule()
     rules: ClassVar[dict[str, check.Check]] = {
         "lr_decay": check.non_negative,
         "weight_decay": check.non_negative,
@@ -123,12 +142,53 @@ class Adagrad(ChainOptimizer):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        fused: bool | None = None,
         centralize: bool = False,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
             initial_accumulator_value=initial_accumulator_value, eps=eps,
-            maximize=maximize, foreach=foreach, centralize=centralize,
+            maximize=maximize, foreach=foreach, fused=fused,
+            centralize=centralize,
+        ))
+
+
+class AdagradRMS(ChainOptimizer):
+    r"""Adagrad as the lectures write it: the learning rate over the root MEAN square.
+
+    .. math::
+        \sigma_t = \sqrt{\tfrac{1}{t} \textstyle\sum_{i=1}^{t} g_i^2};\quad
+        p \leftarrow p - \frac{\eta}{\sigma_t + \epsilon}\, g_t
+
+    Duchi et al.'s Adagrad (:class:`Adagrad`, torch.optim.Adagrad) divides by the root *sum*
+    square :math:`\sqrt{t}\,\sigma_t`: it is this rule with the decay :math:`\eta/\sqrt{t}`
+    built in, so its step never exceeds :math:`\eta` per element. Without that decay,
+    :math:`\sigma_t` of a direction whose gradient has become tiny shrinks over a long flat
+    stretch until :math:`\eta / \sigma_t` is past the stability limit and the step blows up; a
+    decaying schedule prevents it. A teaching optimizer for that lesson (``unstuck surface
+    --optimizers adagrad_rms``, ``unstuck doctor --scenario adagrad_blowup``), not a
+    recommendation.
+
+    Reference: Hung-yi Lee, ML 2022 lecture "Adaptive learning rate" (root mean square).
+
+    Example:
+        >>> opt = unstuck.AdagradRMS(model.parameters(), lr=1e-2)
+    """
+
+    chain = (_MAXIMIZE, tr.ScaleByRootMeanSquare(), _APPLY)
+    rules: ClassVar[dict[str, check.Check]] = {"eps": check.positive}
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-2,
+        eps: float = 1e-10,
+        *,
+        maximize: bool = False,
+        foreach: bool = True,
+    ) -> None:
+        super().__init__(params, dict(
+            lr=lr, eps=eps, maximize=maximize, foreach=foreach, centralize=False,
         ))
 
 
@@ -149,6 +209,7 @@ class RMSprop(ChainOptimizer):
     """
 
     chain = (*_PREAMBLE, tr.ScaleByRms(), _APPLY)
+    fused_rule = fused_rules.RmspropRule()
     rules: ClassVar[dict[str, check.Check]] = {
         "alpha": check.unit_interval,
         "eps": check.positive,
@@ -169,11 +230,13 @@ class RMSprop(ChainOptimizer):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        fused: bool | None = None,
         centralize: bool = False,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-            centered=centered, maximize=maximize, foreach=foreach, centralize=centralize,
+            centered=centered, maximize=maximize, foreach=foreach, fused=fused,
+            centralize=centralize,
         ))
 
 
@@ -195,6 +258,7 @@ class Adam(ChainOptimizer):
     """
 
     chain = (*_PREAMBLE, tr.ScaleByAdam(), _APPLY)
+    fused_rule = fused_rules.AdamRule()
     rules = _ADAM_RULES
 
     def __init__(
@@ -209,12 +273,13 @@ class Adam(ChainOptimizer):
         decoupled_weight_decay: bool = False,
         maximize: bool = False,
         foreach: bool = True,
+        fused: bool | None = None,
         centralize: bool = False,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
             decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
-            centralize=centralize,
+            fused=fused, centralize=centralize,
         ))
 
 
@@ -242,11 +307,12 @@ class AdamW(Adam):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        fused: bool | None = None,
         centralize: bool = False,
     ) -> None:
         super().__init__(
             params, lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay=True,
-            maximize=maximize, foreach=foreach, centralize=centralize,
+            maximize=maximize, foreach=foreach, fused=fused, centralize=centralize,
         )
 
 
@@ -270,6 +336,7 @@ class RAdam(ChainOptimizer):
     """
 
     chain = (*_PREAMBLE, tr.ScaleByRAdam(), _APPLY)
+    fused_rule = fused_rules.RAdamRule()
     rules = _ADAM_RULES
 
     def __init__(
@@ -283,12 +350,13 @@ class RAdam(ChainOptimizer):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        fused: bool | None = None,
         centralize: bool = False,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
             decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
-            centralize=centralize,
+            fused=fused, centralize=centralize,
         ))
 
 
@@ -308,6 +376,7 @@ class Ranger(ChainOptimizer):
     """
 
     chain = (*_PREAMBLE, tr.ScaleByRAdam(), _APPLY, tr.LookaheadSync())
+    fused_rule = fused_rules.RAdamRule(lookahead=True)
     rules = _RANGER_RULES
 
     def __init__(
@@ -324,11 +393,12 @@ class Ranger(ChainOptimizer):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, k=k, alpha=alpha,
             n_sma_threshold=n_sma_threshold, centralize=centralize, decoupled_weight_decay=True,
-            maximize=maximize, foreach=foreach,
+            maximize=maximize, foreach=foreach, fused=fused,
         ))
 
 
@@ -352,6 +422,7 @@ class LARS(ChainOptimizer):
     """
 
     chain = (_MAXIMIZE, _CENTRALIZE, tr.LarsTrustRatio(), tr.SgdMomentum(), _APPLY)
+    fused_rule = fused_rules.LarsRule()
     rules: ClassVar[dict[str, check.Check]] = {
         "momentum": check.non_negative,
         "weight_decay": check.non_negative,
@@ -374,12 +445,14 @@ class LARS(ChainOptimizer):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        fused: bool | None = None,
         centralize: bool = False,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay,
             trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov,
-            exclude_1d=exclude_1d, maximize=maximize, foreach=foreach, centralize=centralize,
+            exclude_1d=exclude_1d, maximize=maximize, foreach=foreach, fused=fused,
+            centralize=centralize,
         ))
 
     def _check(self, values: dict[str, Any]) -> None:
@@ -412,6 +485,7 @@ class RangerLARS(ChainOptimizer):
         _MAXIMIZE, _CENTRALIZE, tr.ScaleByRAdam(), tr.AddDecayedWeights(), tr.TrustRatio(),
         _APPLY, tr.LookaheadSync(),
     )
+    fused_rule = fused_rules.RangerLarsRule()
     rules: ClassVar[dict[str, check.Check]] = {
         **_RANGER_RULES,
         "max_trust_ratio": check.positive,
@@ -432,9 +506,10 @@ class RangerLARS(ChainOptimizer):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, k=k, alpha=alpha,
             n_sma_threshold=n_sma_threshold, centralize=centralize,
-            max_trust_ratio=max_trust_ratio, maximize=maximize, foreach=foreach,
+            max_trust_ratio=max_trust_ratio, maximize=maximize, foreach=foreach, fused=fused,
         ))

@@ -36,6 +36,7 @@ __all__ = [
     "SgdMomentum",
     "TrustRatio",
     "lookahead_sync_",
+    "radam_scale",
     "slow_copy",
 ]
 
@@ -152,6 +153,21 @@ class ScaleByAdagrad(Transform):
         b.set_updates(u)
 
 
+class ScaleByRootMeanSquare(Transform):
+    """The lectures' Adagrad: scale by the root *mean* square of all gradients so far.
+
+    ``sum <- sum + u^2``; ``u <- u / (sqrt(sum / t) + eps)``. State: ``sum`` (as Adagrad's).
+    """
+
+    def __call__(self, b: Bucket) -> None:
+        sums = b.state("sum", lambda p: torch.zeros_like(p, memory_format=torch.preserve_format))
+        mt.addcmul_(sums, b.updates, b.updates, value=1.0)
+        sigma = mt.sqrt(sums)
+        mt.div_(sigma, math.sqrt(b.step))
+        mt.add_(sigma, b.group["eps"])
+        b.set_updates(mt.div_into(b.updates, sigma))
+
+
 class ScaleByRms(Transform):
     """RMSprop (Hinton, 2012; centered: Graves, 2013), as torch.optim.RMSprop.
 
@@ -234,24 +250,31 @@ class ScaleByRAdam(Transform):
     def __call__(self, b: Bucket) -> None:
         beta1, beta2 = b.group["betas"]
         exp_avgs, exp_avg_sqs = _adam_moments(b)
-        t = b.step
-        bias_correction1 = 1.0 - beta1**t
-        bias_correction2 = 1.0 - beta2**t
-        rho_inf = 2.0 / (1.0 - beta2) - 1.0
-        rho_t = rho_inf - 2.0 * t * beta2**t / bias_correction2
-        if rho_t > b.group.get("n_sma_threshold", 5.0):
-            rect = math.sqrt(
-                (rho_t - 4.0) * (rho_t - 2.0) * rho_inf
-                / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
-            )
+        scale = radam_scale(b.step, beta1, beta2, b.group.get("n_sma_threshold", 5.0))
+        if scale is not None:
             denom = mt.sqrt(exp_avg_sqs)
             mt.add_(denom, b.group["eps"])
             u = mt.div_into(exp_avgs, denom)
-            mt.mul_(u, rect * math.sqrt(bias_correction2) / bias_correction1)
+            mt.mul_(u, scale)
         else:
             u = mt.clone(exp_avgs)
-            mt.div_(u, bias_correction1)
+            mt.div_(u, 1.0 - beta1**b.step)
         b.set_updates(u)
+
+
+def radam_scale(step: int, beta1: float, beta2: float, n_sma_threshold: float) -> float | None:
+    """RAdam's factor ``r_t * sqrt(1 - b2^t) / (1 - b1^t)`` on ``m / (sqrt(v) + eps)`` at step
+    ``t``, or ``None`` while ``rho_t <= n_sma_threshold`` (the un-rectified steps)."""
+    bias_correction1 = 1.0 - beta1**step
+    bias_correction2 = 1.0 - beta2**step
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    rho_t = rho_inf - 2.0 * step * beta2**step / bias_correction2
+    if not rho_t > n_sma_threshold:
+        return None
+    rect = math.sqrt(
+        (rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
+    )
+    return rect * math.sqrt(bias_correction2) / bias_correction1
 
 
 class LarsTrustRatio(Transform):

@@ -74,6 +74,15 @@ def flag(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
 
 
+def optional_flag(name: str, value: Any) -> None:
+    """``None`` (an automatic choice) or a ``bool``."""
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(
+            f"{name} must be None (automatic choice), True or False, got "
+            f"{type(value).__name__} {value!r}"
+        )
+
+
 def positive_int(name: str, value: Any) -> None:
     """An ``int >= 1``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

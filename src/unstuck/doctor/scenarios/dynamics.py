@@ -9,12 +9,10 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim import Optimizer
 
 import unstuck
 from unstuck.doctor.examine import examine
@@ -23,7 +21,6 @@ from unstuck.doctor.scenarios.fitting import mlp, seeded
 from unstuck.doctor.verdicts import Diagnosis
 
 __all__ = [
-    "LectureAdagrad",
     "adagrad_blowup",
     "divergence",
     "exploding_gradients",
@@ -141,34 +138,6 @@ def exploding_gradients(seed: int) -> Diagnosis:
                    title="exploding gradients: outliers in the targets")
 
 
-class LectureAdagrad(Optimizer):
-    """The lectures' Adagrad: ``sigma_i^t`` is the *root mean square* of all past gradients.
-
-    ``theta_i^{t+1} = theta_i^t - eta / sigma_i^t * g_i^t``, ``sigma_i^t = sqrt(1/(t+1)
-    sum_{k<=t} (g_i^k)^2)``. Unlike torch.optim.Adagrad (a running *sum*, so sigma only grows),
-    this sigma shrinks over a flat stretch, and ``eta / sigma`` blows up: the lectures' example.
-    """
-
-    def __init__(self, params: Any, lr: float = 0.01, eps: float = 1e-10) -> None:
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        super().__init__(params, {"lr": lr, "eps": eps})
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"], state["sum"] = 0, torch.zeros_like(p)
-                state["step"] += 1
-                state["sum"].addcmul_(p.grad, p.grad)
-                sigma = (state["sum"] / state["step"]).sqrt_().add_(group["eps"])
-                p.addcdiv_(p.grad, sigma, value=-group["lr"])
-
-
 def adagrad_blowup(seed: int) -> Diagnosis:
     """Linear regression whose second feature is nearly constant for 400 steps (sorted data: a
     flat stretch of the error surface in its weight), then varies: the lectures' Adagrad has
@@ -185,5 +154,5 @@ def adagrad_blowup(seed: int) -> Diagnosis:
 
     model = seeded(seed, lambda: nn.Linear(2, 1, bias=False))
     return examine(model, F.mse_loss, list(batches()),
-                   optimizer=lambda p: LectureAdagrad(p, lr=0.05), steps=600, seed=seed,
+                   optimizer=lambda p: unstuck.AdagradRMS(p, lr=0.05), steps=600, seed=seed,
                    title="step blow-up: the lectures' Adagrad after a flat stretch")

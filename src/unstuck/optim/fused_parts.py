@@ -1,0 +1,170 @@
+"""The pieces the fused rules share: state lists, chunks, directions, momentum, Lookahead.
+
+A *chunk* is what one kernel call takes: every tensor of a bucket (``None``) or a
+:class:`~unstuck.optim.blocks.Block` (same-shape tensors, or a range of rows of one large
+tensor). The direction ``u`` of a chain (gradient, maximized, centralized, plus L2 weight
+decay) is built block by block in the optimizer's workspace, so ``p.grad`` is never written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from unstuck.optim import blocks, kernels
+from unstuck.optim import multi_tensor as mt
+from unstuck.optim import transforms as tr
+from unstuck.optim.blocks import Workspace
+from unstuck.optim.fused import FusedBucket
+
+__all__ = [
+    "Chunk",
+    "Momentum",
+    "chain_directions",
+    "grad_chunks",
+    "lookahead",
+    "lookahead_sync_",
+    "pick",
+    "state_list",
+    "zeros",
+]
+
+Chunk = blocks.Block | None  # None: every tensor of the bucket
+
+
+def zeros(p: Tensor) -> Tensor:
+    """Zeros like ``p`` (its layout too): a fresh moment."""
+    return torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def state_list(
+    b: FusedBucket, name: str, init: Callable[[Tensor], Tensor] = zeros
+) -> list[Tensor]:
+    """The state tensors ``name`` of the bucket, created by ``init(param)`` where missing."""
+    try:
+        return [s[name] for s in b.states]
+    except KeyError:
+        out = []
+        for p, s in zip(b.params, b.states, strict=True):
+            value = s.get(name)
+            if value is None:
+                value = s[name] = init(p)
+            out.append(value)
+        return out
+
+
+def pick(xs: Sequence[Tensor], chunk: Chunk) -> list[Tensor]:
+    """The chunk's members of a per-parameter list (all of them for ``None``)."""
+    return list(xs) if chunk is None else chunk.select(xs)
+
+
+def grad_chunks(b: FusedBucket, workspace: Workspace) -> Iterator[tuple[Chunk, list[Tensor]]]:
+    """The gradients in chunks ``(chunk, gradients)``, centralized where the group says so
+    (one chunk of the raw gradients otherwise). Maximize is left to the kernels."""
+    if b.group.get("centralize"):
+        yield from blocks.centered_grads(workspace.layout(b.params), b.grads, workspace)
+    else:
+        yield None, b.grads
+
+
+def chain_directions(
+    b: FusedBucket, workspace: Workspace, which: list[blocks.Block], weight_decay: float = 0.0
+) -> Iterator[tuple[blocks.Block, Tensor, list[Tensor]]]:
+    """The chain's direction ``u = ±GC(g) + weight_decay * p`` for each block of ``which``, as
+    a writable ``(N, *shape)`` tensor in the workspace (slot 0; slot 1 holds parameters) with
+    its per-tensor views. A block of one tensor is read in place (no copy first)."""
+    group = b.group
+    centralize, maximize = group.get("centralize"), group["maximize"]
+    for block in which:
+        members = block.select(b.grads)
+        if len(members) > 1 or members[0].shape != block.shape:
+            u, views = blocks.stacked(block, b.grads, workspace)
+            if centralize and u.dim() > 2:
+                blocks.centralize_rows_(u)
+            if maximize:
+                u.neg_()
+            if weight_decay != 0:
+                u.add_(blocks.stacked_view(block, b.params, workspace, slot=1),
+                       alpha=weight_decay)
+            yield block, u, views
+            continue
+        u, views = workspace.block(block, members[0], slot=0)
+        g = members[0].unsqueeze(0)
+        p = block.select(b.params)[0].unsqueeze(0) if weight_decay != 0 else g
+        if centralize and u.dim() > 2:
+            blocks.centralize_rows_(u, source=g)
+            if maximize:
+                u.neg_()
+        elif maximize:
+            torch.neg(g, out=u)
+        elif weight_decay != 0:
+            torch.add(g, p, alpha=weight_decay, out=u)
+            yield block, u, views
+            continue
+        else:
+            u.copy_(g)
+        if weight_decay != 0:
+            u.add_(p, alpha=weight_decay)
+        yield block, u, views
+
+
+def lookahead(b: FusedBucket) -> None:
+    """Lookahead's sync every ``k`` steps (:class:`~unstuck.optim.transforms.LookaheadSync`)."""
+    if b.step % b.group["k"] == 0:
+        slow = state_list(b, "lookahead_slow", tr.slow_copy)
+        lookahead_sync_(slow, b.params, b.group["alpha"])
+
+
+def lookahead_sync_(slow: list[Tensor], fast: list[Tensor], alpha: float) -> None:
+    """:func:`~unstuck.optim.transforms.lookahead_sync_` with the interpolation on the SGD
+    kernel (``slow <- slow + alpha * (fast - slow)``, then ``fast <- slow``); the tensors must be
+    dense float32/float64 on a device with the kernel."""
+    kernels.lerp_(slow, fast, alpha)
+    mt.copy_(fast, slow)
+
+
+class Momentum:
+    """:class:`~unstuck.optim.transforms.SgdMomentum` and the update, chunk by chunk, on the
+    fused SGD kernel. Buffers missing at the start of the step (a parameter's first step) are
+    created for whole tensors and start as the direction in every chunk that covers them."""
+
+    def __init__(self, b: FusedBucket) -> None:
+        self.b, self.momentum = b, b.group["momentum"]
+        self.fresh: set[int] = set()
+        self.buffers: list[Tensor] = []
+        if self.momentum != 0:
+            self.fresh = {i for i, s in enumerate(b.states) if "momentum_buffer" not in s}
+            for i in self.fresh:
+                b.states[i]["momentum_buffer"] = torch.empty_like(
+                    b.params[i], memory_format=torch.preserve_format
+                )
+            self.buffers = [s["momentum_buffer"] for s in b.states]
+
+    def step(self, chunk: Chunk, grads: list[Tensor], *, weight_decay: float,
+             maximize: bool) -> None:
+        group = self.b.group
+        params = pick(self.b.params, chunk)
+        buffers = pick(self.buffers, chunk) if self.momentum != 0 else []
+
+        def run(which: list[int] | None, first_step: bool) -> None:
+            def sub(xs: list[Tensor]) -> list[Tensor]:
+                return xs if which is None else [xs[k] for k in which]
+
+            kernels.sgd_(
+                sub(params), sub(grads), sub(buffers) if buffers else [],
+                lr=float(group["lr"]), momentum=self.momentum,
+                dampening=group.get("dampening", 0.0), nesterov=group.get("nesterov", False),
+                weight_decay=weight_decay, maximize=maximize, first_step=first_step,
+            )
+
+        positions = range(len(params)) if chunk is None else chunk.indices
+        first = [k for k, i in enumerate(positions) if i in self.fresh] if self.fresh else []
+        if not first:
+            run(None, False)
+            return
+        run(first, True)
+        if len(first) < len(params):
+            first_set = set(first)
+            run([k for k in range(len(params)) if k not in first_set], False)

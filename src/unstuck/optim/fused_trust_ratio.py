@@ -1,0 +1,188 @@
+"""LARS and RangerLARS on torch's fused kernels: per-tensor trust ratios, then the update.
+
+A trust ratio multiplies every element of a tensor's update by a number that depends on norms
+of the whole tensor, so a step is a reduction pass, then the update pass. Small tensors are
+stacked in same-shape blocks (``blocks.py``), where both passes run from cache with one
+reduction per block. A tensor larger than a block takes the two passes over ranges of rows:
+each range is read for its share of the norms (and, for RangerLARS, its moments and direction),
+then again for the update, from cache where it fits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from unstuck.optim import blocks, kernels
+from unstuck.optim import transforms as tr
+from unstuck.optim.blocks import Workspace
+from unstuck.optim.fused import FusedBucket, FusedRule
+from unstuck.optim.fused_parts import Momentum, chain_directions, lookahead, pick, state_list
+
+__all__ = ["LarsRule", "RangerLarsRule"]
+
+
+class LarsRule(FusedRule):
+    """LARS: trust ratios, then the SGD kernel (momentum / Nesterov). Small tensors are stacked
+    in same-shape blocks; a tensor larger than a block takes two passes over ranges of rows
+    (the norms, then the scaled direction and the update), each range staying in cache."""
+
+    kernels = ("sgd",)
+
+    def __call__(self, b: FusedBucket, workspace: Workspace) -> bool:
+        group = b.group
+        layout = workspace.layout(b.params)
+        momentum = Momentum(b)
+        scaled = layout.all_tensor_blocks
+        if group["exclude_1d"]:  # at most 1-D: plain momentum, no ratio, no weight decay
+            scaled = layout.multi_tensor_blocks
+            if layout.flat:
+                flat = blocks.Block(layout.flat, torch.Size())
+                momentum.step(flat, pick(b.grads, flat), weight_decay=0.0,
+                              maximize=group["maximize"])
+        for block in scaled:
+            rows = layout.row_blocks(block)
+            if rows is None:
+                self._stacked(b, block, workspace, momentum)
+            else:
+                self._two_pass(b, block, rows, workspace, momentum)
+        return True
+
+    def _ratios(self, group: dict[str, Any], p_norms: Tensor, u_norms: Tensor) -> Tensor:
+        wd = group["weight_decay"]
+        return torch.where(
+            (p_norms > 0) & (u_norms > 0),
+            group["trust_coefficient"] * p_norms / (u_norms + wd * p_norms + group["eps"]),
+            torch.ones_like(p_norms),
+        )
+
+    def _stacked(
+        self, b: FusedBucket, block: blocks.Block, workspace: Workspace, momentum: Momentum
+    ) -> None:
+        group = b.group
+        members = block.select(b.grads)
+        if len(members) == 1 and members[0].shape == block.shape and not _centralized(
+            group, block
+        ):  # one tensor: its norms read in place, its direction built in one op
+            (p,), (g,) = block.select(b.params), members
+            ratio = self._ratios(group, torch.linalg.vector_norm(p), torch.linalg.vector_norm(g))
+            u, directions = workspace.block(block, g)
+            _scaled_direction(group, u[0], g, p, ratio)
+            momentum.step(block, directions, weight_decay=0.0, maximize=False)
+            return
+        ((_, u, directions),) = chain_directions(b, workspace, [block])
+        p_norms, p_whole = blocks.member_norms(block, b.params, workspace)
+        ratios = self._ratios(group, p_norms, blocks.norms(u))
+        if group["weight_decay"] != 0:
+            blocks.add_members_(u, directions, block, b.params, p_whole, group["weight_decay"])
+        u.mul_(blocks.broadcastable(ratios, u))
+        momentum.step(block, directions, weight_decay=0.0, maximize=False)
+
+    def _two_pass(
+        self, b: FusedBucket, block: blocks.Block, rows: list[blocks.Block],
+        workspace: Workspace, momentum: Momentum,
+    ) -> None:
+        group = b.group
+        (p,), (g,) = block.select(b.params), block.select(b.grads)
+        p_norm = torch.linalg.vector_norm(p)
+        if _centralized(group, block):  # the norm of the centralized gradient, range by range
+            u_norm = torch.linalg.vector_norm(torch.stack(
+                [blocks.norms(u)[0] for _, u, _ in chain_directions(b, workspace, rows)]
+            ))
+            ratio = self._ratios(group, p_norm, u_norm)
+            for chunk, u, directions in chain_directions(b, workspace, rows,
+                                                         group["weight_decay"]):
+                u.mul_(ratio)
+                momentum.step(chunk, directions, weight_decay=0.0, maximize=False)
+            return
+        ratio = self._ratios(group, p_norm, torch.linalg.vector_norm(g))
+        for chunk in rows:
+            u, directions = workspace.block(chunk, g)
+            _scaled_direction(group, u[0], g[chunk.rows], p[chunk.rows], ratio)
+            momentum.step(chunk, directions, weight_decay=0.0, maximize=False)
+
+
+def _centralized(group: dict[str, Any], block: blocks.Block) -> bool:
+    return bool(group.get("centralize")) and len(block.shape) > 1
+
+
+def _scaled_direction(
+    group: dict[str, Any], out: Tensor, g: Tensor, p: Tensor, ratio: Tensor
+) -> None:
+    """``out <- ratio * (±g + weight_decay * p)`` (no centralization) in one or two passes:
+    the gradient is read in place, not copied first."""
+    wd, sign = group["weight_decay"], -1.0 if group["maximize"] else 1.0
+    if wd != 0:  # (-g + wd p) r = (g - wd p)(-r), exactly
+        torch.add(g, p, alpha=sign * wd, out=out)
+        out.mul_(ratio * sign)
+    else:
+        torch.mul(g, ratio * sign, out=out)
+
+
+class RangerLarsRule(FusedRule):
+    """RangerLARS' rectified steps: the Adam kernel writes ``-u`` (the RAdam direction) into a
+    zeroed workspace (moments updated on the way); then weight decay, the clamped trust ratio,
+    the update, Lookahead. A tensor larger than a block takes two passes over ranges of rows:
+    moments, ``-u`` and the norms, then the update."""
+
+    kernels = ("adam", "sgd")
+
+    def __call__(self, b: FusedBucket, workspace: Workspace) -> bool:
+        group = b.group
+        beta1, beta2 = group["betas"]
+        scale = tr.radam_scale(b.step, beta1, beta2, group.get("n_sma_threshold", 5.0))
+        if scale is None:
+            return False  # no denominator yet: the reference chain takes this step
+        exp_avgs, exp_avg_sqs = state_list(b, "exp_avg"), state_list(b, "exp_avg_sq")
+        no_bias_correction = kernels.step_tensor(math.inf, b.params[0])
+        layout = workspace.layout(b.params)
+
+        def direction(chunk: blocks.Block, u_views: list[Tensor], d: Tensor,
+                      d_views: list[Tensor]) -> tuple[Tensor, Tensor]:
+            """``d <- -(u_radam + wd * p)`` for the chunk (moments updated); returns the
+            norms of the chunk's parameters and of ``d``."""
+            d.zero_()
+            kernels.adam_(  # moments from u; d <- 0 - scale * m / (sqrt(v) + eps)
+                d_views, u_views, pick(exp_avgs, chunk), pick(exp_avg_sqs, chunk), [],
+                no_bias_correction, lr=scale, beta1=beta1, beta2=beta2, weight_decay=0.0,
+                eps=group["eps"], amsgrad=False, maximize=False, decoupled=False,
+            )
+            p_norms, p_whole = blocks.member_norms(chunk, b.params, workspace)
+            if group["weight_decay"] != 0:
+                blocks.add_members_(d, d_views, chunk, b.params, p_whole,
+                                    -group["weight_decay"])
+            return p_norms, blocks.norms(d)
+
+        for block in layout.all_tensor_blocks:
+            rows = layout.row_blocks(block)
+            if rows is None:  # one pass: the block stays in cache
+                ((_, _, u_views),) = chain_directions(b, workspace, [block])
+                d, d_views = workspace.block(block, b.params[block.indices[0]], slot=2)
+                d.mul_(blocks.broadcastable(self._ratios(group, *direction(
+                    block, u_views, d, d_views)), d))
+                kernels.axpy_(pick(b.params, block), d_views, float(group["lr"]))
+                continue
+            (p,) = block.select(b.params)  # a large tensor: d for all of it, rows in cache
+            d_all = workspace.get(p, p.numel(), slot=2).view(p.shape)
+            squares = []  # per range: the norms of p and d
+            for chunk, _, u_views in chain_directions(b, workspace, rows):
+                d = d_all[chunk.rows].unsqueeze(0)
+                squares.append(torch.cat(direction(chunk, u_views, d, [d[0]])))
+            p_norm, d_norm = torch.linalg.vector_norm(torch.stack(squares), dim=0)
+            ratio = self._ratios(group, p_norm, d_norm)
+            for chunk in rows:  # the update, range by range (d is read once, from cache)
+                d = d_all[chunk.rows]
+                d.mul_(ratio)
+                kernels.axpy_([p[chunk.rows]], [d], float(group["lr"]))
+        lookahead(b)
+        return True
+
+    def _ratios(self, group: dict[str, Any], p_norms: Tensor, d_norms: Tensor) -> Tensor:
+        return torch.where(
+            (p_norms > 0) & (d_norms > 0),
+            (p_norms / d_norms).clamp(0.0, group["max_trust_ratio"]),
+            torch.ones_like(p_norms),
+        )
