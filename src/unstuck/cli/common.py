@@ -61,8 +61,9 @@ def name_list(text: str) -> list[str]:
 
 
 
-def check_output(path: str, force: bool) -> None:
-    """Refuse an output path that cannot be written, before any work is done."""
+def check_output(path: str, force: bool, *, figure: bool = True) -> None:
+    """Refuse an output path that cannot be written, before any work is done (``figure``: it
+    must also end in .png, .svg or .pdf)."""
     if os.path.isdir(path):
         raise UsageError(f"-o {path}: is a directory")
     if os.path.exists(path) and not force:
@@ -70,7 +71,7 @@ def check_output(path: str, force: bool) -> None:
     directory = os.path.dirname(path) or "."
     if not os.path.isdir(directory):
         raise UsageError(f"-o {path}: directory {directory} does not exist")
-    if figure_format(path) not in ("png", "svg", "pdf"):
+    if figure and figure_format(path) not in ("png", "svg", "pdf"):
         raise UsageError(f"-o {path}: must end in .png, .svg or .pdf")
 
 

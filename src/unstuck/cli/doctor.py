@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from unstuck.cli.common import EXIT_FAILURE, EXIT_OK, UsageError
+from unstuck.cli.common import EXIT_FAILURE, EXIT_OK, UsageError, check_output
 
 __all__ = ["add_parser", "run"]
 
@@ -70,16 +70,6 @@ def _list() -> str:
     return "\n".join(lines)
 
 
-def _check_report_path(path: str, force: bool) -> None:
-    if os.path.isdir(path):
-        raise UsageError(f"-o {path}: is a directory")
-    if os.path.exists(path) and not force:
-        raise UsageError(f"-o {path}: file exists; pass --force to overwrite it")
-    directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        raise UsageError(f"-o {path}: directory {directory} does not exist")
-
-
 def _write(diagnosis, path: str) -> bool:
     try:
         diagnosis.save_html(path, overwrite=True)
@@ -111,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             f"--scenario: unknown {args.scenario!r}; choose from all, {', '.join(SCENARIOS)}"
         )
     path = args.out or f"doctor_{args.scenario}.html"
-    _check_report_path(path, args.force)
+    check_output(path, args.force, figure=False)
     scenario = SCENARIOS[args.scenario]
     if not args.quiet:
         print(f"scenario {scenario.name}: {scenario.description}", file=sys.stderr)

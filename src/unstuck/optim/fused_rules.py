@@ -23,6 +23,7 @@ moves freely between the paths.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from unstuck.optim import kernels
 from unstuck.optim import transforms as tr
@@ -149,7 +150,7 @@ class RmspropRule(FusedRule):
 
     kernels = ("adam", "adamw", "sgd")
 
-    def unsupported(self, group: dict) -> str | None:  # type: ignore[type-arg]
+    def unsupported(self, group: dict[str, Any]) -> str | None:
         if group["centered"]:
             return "centered=True has no fused kernel (sqrt(v - mean^2) is not Adam's)"
         if group["alpha"] == 1:
