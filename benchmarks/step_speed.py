@@ -17,7 +17,9 @@ algorithm, a table with:
   10 + 4/k (its norm is of the RAdam direction: a pass reads g, m, v, p and writes m, v, the
   update pass reads m, v, p and writes p).
 - x best peer: ms/step over the fastest implementation of the same algorithm outside unstuck
-  (torch.optim included) in this run.
+  (torch.optim included) in this run. Hyper-parameters are the defaults with lr 1e-3
+  (momentum 0.9; LARS with weight decay 1e-4, since torch-optimizer's LARS applies no trust
+  ratio without it).
 - state B/param: bytes of optimizer state per parameter (every tensor in ``state``, wrappers
   included, each storage once).
 - first step ms: the first ``step()``, with lazy state allocation and any compilation.
@@ -65,6 +67,7 @@ import unstuck
 Factory = Callable[[list[torch.Tensor]], Optimizer]
 LR = 1e-3
 MOMENTUM = 0.9
+WD = 1e-4  # LARS' weight decay
 RANGER_K, LOOKAHEAD_K = 6, 5
 
 
@@ -262,11 +265,14 @@ def algorithms(compile_peers: bool) -> tuple[list[Algorithm], list[str]]:
             *when(pr, ("pytorch-ranger Ranger", lambda p: pr.Ranger(p))),
             *when(optimi, ("torch-optimi Ranger (no GC)", lambda p: optimi.Ranger(p, lr=LR))),
         ]),
-        Algorithm("LARS", 7, 2, [
-            *ours(unstuck.LARS, lr=LR),
-            *when(po, ("pytorch-optimizer LARS foreach", lambda p: po.LARS(p, foreach=True)),
-                  ("pytorch-optimizer LARS per-tensor", lambda p: po.LARS(p, foreach=False))),
-            *when(to, ("torch-optimizer LARS", lambda p: to.LARS(p, lr=LR, momentum=MOMENTUM))),
+        Algorithm("LARS", 7, 2, [  # weight decay > 0: torch-optimizer's LARS skips the ratio at 0
+            *ours(unstuck.LARS, lr=LR, weight_decay=WD),
+            *when(po, ("pytorch-optimizer LARS foreach",
+                       lambda p: po.LARS(p, weight_decay=WD, foreach=True)),
+                  ("pytorch-optimizer LARS per-tensor",
+                   lambda p: po.LARS(p, weight_decay=WD, foreach=False))),
+            *when(to, ("torch-optimizer LARS",
+                       lambda p: to.LARS(p, lr=LR, momentum=MOMENTUM, weight_decay=WD))),
         ]),
         Algorithm("RangerLARS", 10 + 4 / RANGER_K, RANGER_K, [*ours(unstuck.RangerLARS, lr=LR)]),
         Algorithm("Lookahead(Adam)", 7 + 4 / LOOKAHEAD_K, LOOKAHEAD_K, [
