@@ -7,7 +7,9 @@ algorithm, a table with:
 
 - ms/step: median over rounds of the mean time of a block of steps (a block is ``k`` steps for
   the Lookahead family, so the every-``k`` sync is counted; 2 steps otherwise), after warm-up;
-  the gradients are random and fixed.
+  the gradients are random and fixed. The implementations of one algorithm are timed in
+  interleaved rounds, each on its own copy of the parameters, so that load changes on a shared
+  machine hit them alike.
 - x floor: ms/step over the bandwidth floor. Float32 streams per parameter that must move:
   SGD with momentum, Adagrad, RMSprop 5 (read p, g, one state; write p, the state); Adam,
   AdamW, RAdam 7 (read p, g, m, v; write p, m, v); Ranger and Lookahead(Adam) 7 + 4/k
@@ -336,55 +338,72 @@ def workspace_bytes(optimizer: Any) -> int:
     return workspace.nbytes if workspace is not None else 0
 
 
-def time_steps(opt: Optimizer, clock: Clock, block: int, warmup: int, rounds: int,
-               restore: Callable[[], None] | None) -> float:
-    """Median over ``rounds`` of the mean seconds per step of ``block`` consecutive steps.
+class Runner:
+    """One implementation on its own copy of the parameters, stepping and timing itself."""
 
-    ``restore`` puts the gradients back before every step, untimed, for an optimizer that
-    consumes them (sets ``p.grad`` to ``None``)."""
-    def one_step() -> float:
-        if restore is not None:
-            restore()
+    def __init__(self, result: Result, params_set: ParameterSet, clock: Clock) -> None:
+        self.result, self.params_set, self.clock = result, params_set, clock
+        self.params = params_set.fresh()
+        self.samples: list[float] = []
+        self.opt = result.implementation.make(self.params)
         start = clock()
-        opt.step()
-        return clock() - start
-
-    for _ in range(warmup * block):
-        one_step()
-    samples = []
-    for _ in range(rounds):
-        if restore is None:
-            start = clock()
-            for _ in range(block):
-                opt.step()
-            samples.append((clock() - start) / block)
-        else:
-            samples.append(sum(one_step() for _ in range(block)) / block)
-    return statistics.median(samples)
-
-
-def run_one(result: Result, params_set: ParameterSet, clock: Clock, warmup: int,
-            rounds: int) -> None:
-    params = params_set.fresh()
-
-    def restore() -> None:
-        for p, g in zip(params, params_set.grads, strict=True):
-            if p.grad is None:
-                p.grad = g.clone()
-
-    try:
-        opt = result.implementation.make(params)
-        start = clock()
-        opt.step()
+        self.opt.step()
         result.first_ms = 1e3 * (clock() - start)
-        consumes = any(p.grad is None for p in params)
-        result.note = " [clears p.grad]" if consumes else ""
-        result.ms = 1e3 * time_steps(opt, clock, result.algorithm.block, warmup, rounds,
-                                     restore if consumes else None)
-        result.state_bytes = state_bytes(opt) / params_set.numel
-        result.workspace_bytes = workspace_bytes(opt)
-    except Exception as error:  # a peer that fails is reported, not fatal
-        result.error = f"{type(error).__name__}: {str(error).splitlines()[0][:60]}"
+        # An optimizer that consumes the gradients (sets p.grad to None) gets them back
+        # before every step, untimed.
+        self.consumes = any(p.grad is None for p in self.params)
+        result.note = " [clears p.grad]" if self.consumes else ""
+
+    def block(self, steps: int) -> float:
+        """Mean seconds per step over ``steps`` consecutive steps."""
+        if not self.consumes:
+            start = self.clock()
+            for _ in range(steps):
+                self.opt.step()
+            return (self.clock() - start) / steps
+        total = 0.0
+        for _ in range(steps):
+            for p, g in zip(self.params, self.params_set.grads, strict=True):
+                if p.grad is None:
+                    p.grad = g.clone()
+            start = self.clock()
+            self.opt.step()
+            total += self.clock() - start
+        return total / steps
+
+    def finish(self) -> None:
+        result = self.result
+        result.ms = 1e3 * statistics.median(self.samples)
+        result.state_bytes = state_bytes(self.opt) / self.params_set.numel
+        result.workspace_bytes = workspace_bytes(self.opt)
+
+
+def run_algorithm(algorithm: Algorithm, params_set: ParameterSet, clock: Clock, warmup: int,
+                  rounds: int) -> list[Result]:
+    """Every implementation of the algorithm, timed in interleaved rounds (round r times one
+    block of each in turn), so that a change of load on a shared machine hits all alike."""
+    results = [Result(algorithm, impl) for impl in algorithm.implementations]
+    runners = []
+    for result in results:
+        try:
+            runner = Runner(result, params_set, clock)
+            for _ in range(warmup):
+                runner.block(algorithm.block)
+            runners.append(runner)
+        except Exception as error:  # a peer that fails is reported, not fatal
+            result.error = f"{type(error).__name__}: {str(error).splitlines()[0][:60]}"
+    for _ in range(rounds):
+        for runner in list(runners):
+            try:
+                runner.samples.append(runner.block(algorithm.block))
+            except Exception as error:
+                runner.result.error = f"{type(error).__name__}: {str(error)[:60]}"
+                runners.remove(runner)
+    for runner in runners:
+        runner.finish()
+    del runners
+    gc.collect()
+    return results
 
 
 def print_table(results: list[Result], floor_ms_per_stream: float) -> None:
@@ -450,11 +469,7 @@ def main() -> None:
               f"stream (Adam, 7 streams: {7 * ms_per_stream:.2f} ms)\n")
         results = []
         for algorithm in table:
-            for impl in algorithm.implementations:
-                result = Result(algorithm, impl)
-                run_one(result, params_set, clock, warmup, rounds)
-                gc.collect()
-                results.append(result)
+            results += run_algorithm(algorithm, params_set, clock, warmup, rounds)
         print_table(results, ms_per_stream)
         scratch = max((r.workspace_bytes for r in results), default=0)
         print(f"\nunstuck's fused path keeps at most {scratch / 2**20:.1f} MiB of scratch memory "
