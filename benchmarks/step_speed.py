@@ -46,6 +46,7 @@ Usage:
     .venv/bin/python benchmarks/step_speed.py                      # sets A and B, 1 thread
     .venv/bin/python benchmarks/step_speed.py --set B --quick      # a fast smoke run
     .venv/bin/python benchmarks/step_speed.py --optimizers adam,ranger --threads 2
+    .venv/bin/python benchmarks/step_speed.py --set A --optimizers adam,adamw --rounds 25
 """
 
 from __future__ import annotations
@@ -433,6 +434,8 @@ def main() -> None:
     parser.add_argument("--set", choices=["A", "B", "both"], default="both")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1)")
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="timed rounds per implementation (7; --quick: 3)")
     parser.add_argument("--optimizers", default="",
                         help="comma-separated algorithm names (default: all), e.g. adam,ranger")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -446,7 +449,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")  # the peers' deprecation warnings, once per step
     device = torch.device(args.device)
     clock = Clock(args.clock or ("cpu" if device.type == "cpu" else "wall"), device)
-    warmup, rounds = (1, 3) if args.quick else (3, 7)
+    warmup, rounds = (1, 3) if args.quick else (3, args.rounds)
     table, missing = algorithms(args.compile_peers)
     wanted = {name.strip().lower() for name in args.optimizers.split(",") if name.strip()}
     if wanted:

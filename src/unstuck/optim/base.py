@@ -297,6 +297,8 @@ class ChainOptimizer(Optimizer):
         keyed: dict[tuple[Any, ...], tuple[list[Tensor], list[Tensor], list[dict[str, Any]]]]
         keyed = {}
         state_of = self.state
+        entry = None
+        last: list[Any] = [None, None, None, None]  # device, dtype, step, dense of ``entry``
         for i, p in enumerate(group["params"]):
             grad = p.grad
             if grad is None:
@@ -311,10 +313,13 @@ class ChainOptimizer(Optimizer):
                 state["step"] = step
             else:
                 step = self._take_step(p, group, index, i)["step"]
-            key = (p.device, p.dtype, step, dense and p.is_contiguous())
-            entry = keyed.get(key)
-            if entry is None:
-                entry = keyed[key] = ([], [], [])
+            device, dtype, dense = p.device, p.dtype, dense and p.is_contiguous()
+            if (entry is None or step != last[2] or dense is not last[3] or dtype is not last[1]
+                    or device != last[0]):  # another bucket (no key tuple per parameter)
+                last = [device, dtype, step, dense]
+                entry = keyed.get(tuple(last))
+                if entry is None:
+                    entry = keyed[tuple(last)] = ([], [], [])
             entry[0].append(p)
             entry[1].append(grad)
             entry[2].append(state)

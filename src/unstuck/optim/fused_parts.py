@@ -8,7 +8,7 @@ decay) is built block by block in the optimizer's workspace, so ``p.grad`` is ne
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -55,9 +55,10 @@ def state_list(
         return out
 
 
-def pick(xs: Sequence[Tensor], chunk: Chunk) -> list[Tensor]:
-    """The chunk's members of a per-parameter list (all of them for ``None``)."""
-    return list(xs) if chunk is None else chunk.select(xs)
+def pick(xs: list[Tensor], chunk: Chunk) -> list[Tensor]:
+    """The chunk's members of a per-parameter list (the list itself for ``None``; kernels do
+    not modify their lists)."""
+    return xs if chunk is None else chunk.select(xs)
 
 
 def grad_chunks(b: FusedBucket, workspace: Workspace) -> Iterator[tuple[Chunk, list[Tensor]]]:
@@ -134,7 +135,11 @@ class Momentum:
         self.b, self.momentum = b, b.group["momentum"]
         self.fresh: set[int] = set()
         self.buffers: list[Tensor] = []
-        if self.momentum != 0:
+        if self.momentum == 0:
+            return
+        try:
+            self.buffers = [s["momentum_buffer"] for s in b.states]
+        except KeyError:
             self.fresh = {i for i, s in enumerate(b.states) if "momentum_buffer" not in s}
             for i in self.fresh:
                 b.states[i]["momentum_buffer"] = torch.empty_like(
