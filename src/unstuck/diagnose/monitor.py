@@ -248,12 +248,12 @@ class Monitor:
             return
         if len(self._frames) == self._capacity + self._carried:
             self._reduce()
-        frame = self._add_frame(k)
+        frame = self._add_frame()
         if sampled:
             self._sample(frame, k, loss_t)
         self._flags = []
 
-    def _add_frame(self, k: int | None) -> _Frame:
+    def _add_frame(self) -> _Frame:
         """Snapshot the parameters (and, after a sampled step, the optimizer state) now."""
         if self._rows is None:
             self._rows = [_Rows(layout, self._capacity) for layout in self._layouts]
@@ -262,7 +262,7 @@ class Monitor:
         for rows in self._rows:
             layout = rows.layout
             layout.copy_row(rows.p[j], [flats[i] for i in layout.index])
-        frame = _Frame(k, self._steps)
+        frame = _Frame(self._steps)
         previous = self._frames[-1] if self._frames else None
         if (
             self._family is not None
@@ -348,7 +348,7 @@ class Monitor:
             if last.record is not None and self._steps - last.steps == 1:
                 if len(self._frames) == self._capacity + self._carried:
                     self._reduce()
-                self._add_frame(None)
+                self._add_frame()
         frames = self._frames
         m = len(frames)
         if m == 0 or (m == 1 and self._carried):
@@ -629,7 +629,7 @@ class Monitor:
     def __repr__(self) -> str:
         return (
             f"Monitor({len(self.names)} tensors, every={self.every}, "
-            f"records={len(self._records) + (self._pending_record() is not None)}+)"
+            f"records={len(self._records)}, buffered observes={len(self._frames)})"
         )
 
 
@@ -655,12 +655,12 @@ class _Frame:
     """One observe that was snapshotted: row ``j`` of the parameter buffers for frame ``j``."""
 
     __slots__ = (
-        "flags", "grad_row", "k", "loss", "record", "rect", "scales", "state_row", "steps",
+        "flags", "grad_row", "loss", "record", "rect", "scales", "state_row", "steps",
         "wants_lr",
     )
 
-    def __init__(self, k: int | None, steps: int) -> None:
-        self.k, self.steps = k, steps
+    def __init__(self, steps: int) -> None:
+        self.steps = steps  # optimizer steps counted when it was taken
         self.grad_row: int | None = None  # sampled: row of its gradients (-1: reduced)
         self.loss: Tensor | None = None
         self.flags: list[tuple[str, Tensor]] = []
