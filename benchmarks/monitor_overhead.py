@@ -3,9 +3,10 @@
 Digits MLP (64-64-10) from ``unstuck.lab.tasks``, batch 64, Adam (unstuck's and torch.optim's),
 one CPU thread. A step is ``zero_grad; forward; backward; [observe]; step``; the table gives the
 mean time per step over many steps after a warm-up (the mean, not the median: the monitor reduces
-its buffered copies every few dozen steps, and that cost must count), the best of three
-interleaved runs, and the overhead relative to the plain step. Reading the history at the end is
-included in the time. Times are this process's CPU time (``time.process_time``), so other work on
+its buffered copies every few dozen steps, and that cost must count; the final ``flush()`` is
+included), the best of three interleaved runs, and the overhead relative to the plain step. The
+last column is the one-off cost of reading the history afterwards (building the per-tensor
+records), per record. Times are this process's CPU time (``time.process_time``), so other work on
 a shared machine disturbs them less than wall-clock time would; on a quiet machine the two agree.
 
 Usage: .venv/bin/python benchmarks/monitor_overhead.py [--steps N]
@@ -24,10 +25,10 @@ from unstuck.lab.tasks import digits_mlp
 
 
 def time_steps(
-    make_opt, every: int | None, steps: int, warmup: int = 200, lr_every: int = 1
-) -> float:
-    """Mean seconds per training step (``every=None``: no monitor; ``lr_every``: the
-    monitor's ``effective_lr_every``)."""
+    make_opt, every: int | None, steps: int, warmup: int = 200, lr_every: int = 10
+) -> tuple[float, float]:
+    """Mean seconds per training step and per record read from the history afterwards
+    (``every=None``: no monitor; ``lr_every``: the monitor's ``effective_lr_every``)."""
     task = digits_mlp()
     model = task.make_model(0)
     opt = make_opt(model.parameters())
@@ -54,11 +55,16 @@ def time_steps(
     start = time.process_time()
     run(steps, warmup)
     if monitor is not None:
-        assert len(monitor.history) == (steps + warmup + every - 1) // every
+        monitor.flush()
     elapsed = time.process_time() - start
-    if monitor is not None:
-        monitor.close()
-    return elapsed / steps
+    if monitor is None:
+        return elapsed / steps, 0.0
+    start = time.process_time()
+    records = len(monitor.history)
+    read = time.process_time() - start
+    assert records == (steps + warmup + every - 1) // every
+    monitor.close()
+    return elapsed / steps, read / records
 
 
 def main() -> None:
@@ -70,21 +76,29 @@ def main() -> None:
         "unstuck.Adam": lambda p: unstuck.Adam(p, lr=1e-3),
         "torch.optim.Adam": lambda p: torch.optim.Adam(p, lr=1e-3),
     }
-    print(f"{'optimizer':<18} {'monitor':<31} {'ms/step':>8} {'overhead':>9}")
+    configurations = {  # label: (every, effective_lr_every)
+        "every=1 (default)": (1, 10),
+        "every=1, effective_lr_every=1": (1, 1),
+        "every=10": (10, 10),
+    }
+    print(f"{'optimizer':<18} {'monitor':<31} {'ms/step':>8} {'overhead':>9} {'read/record':>12}")
     for name, make in optimizers.items():
         # interleave the runs so that drift in the machine's speed hits all of them alike
-        base, results = [], {(1, 1): [], (1, 10): [], (10, 1): []}
+        base: list[float] = []
+        results: dict[str, list[tuple[float, float]]] = {label: [] for label in configurations}
         for _ in range(3):
-            base.append(time_steps(make, None, args.steps))
-            for every, lr_every in results:
-                t = time_steps(make, every, args.steps, lr_every=lr_every)
-                results[every, lr_every].append(t)
+            base.append(time_steps(make, None, args.steps)[0])
+            for label, (every, lr_every) in configurations.items():
+                results[label].append(time_steps(make, every, args.steps, lr_every=lr_every))
         b = min(base)
-        print(f"{name:<18} {'none':<31} {b * 1e3:8.3f} {'':>9}")
-        for (every, lr_every), ts in results.items():
-            t = min(ts)
-            label = f"every={every}" + (f", effective_lr_every={lr_every}" if lr_every > 1 else "")
-            print(f"{name:<18} {label:<31} {t * 1e3:8.3f} {(t / b - 1) * 100:8.1f}%")
+        print(f"{name:<18} {'none':<31} {b * 1e3:8.3f}")
+        for label, runs in results.items():
+            t = min(step for step, _ in runs)
+            read = min(r for _, r in runs)
+            print(
+                f"{name:<18} {label:<31} {t * 1e3:8.3f} {(t / b - 1) * 100:8.1f}% "
+                f"{read * 1e6:9.1f} us"
+            )
 
 
 if __name__ == "__main__":

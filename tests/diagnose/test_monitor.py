@@ -47,7 +47,7 @@ def test_grad_weight_update_norms_exact():
             "before": {n: p.detach().clone() for n, p in params.items()},
         })
 
-    with Monitor(model, opt) as monitor:
+    with Monitor(model, opt, effective_lr_every=1) as monitor:
         train(model, opt, monitor, 5, check)
         history = monitor.history
     last = {n: p.detach() for n, p in model.named_parameters()}
@@ -85,7 +85,7 @@ class Valley(nn.Module):
 def test_negative_cosine_on_oscillating_valley():
     model = Valley()
     opt = torch.optim.SGD(model.parameters(), lr=0.019)  # x <- -0.9 x: it oscillates
-    with Monitor(model, opt) as monitor:
+    with Monitor(model, opt, effective_lr_every=1) as monitor:
         for _ in range(10):
             opt.zero_grad()
             loss = model()
@@ -108,7 +108,7 @@ def _adam_by_hand(opt, p):
 def _check_effective(make, by_hand, steps=4):
     model = mlp()
     opt = make(model.parameters())
-    with Monitor(model, opt) as monitor:
+    with Monitor(model, opt, effective_lr_every=1) as monitor:
         x, y = batch()
         for k in range(steps):
             opt.zero_grad()
@@ -127,6 +127,35 @@ def _check_effective(make, by_hand, steps=4):
             allv = torch.cat([e.flatten() for e in effs.values()])
             assert r["effective_lr"]["median"] == pytest.approx(allv.median().item(), rel=1e-5)
             assert r["effective_lr"]["min"] == pytest.approx(allv.min().item(), rel=1e-5)
+
+
+def test_effective_lr_batched_over_rows_with_groups_of_different_lr():
+    # two groups, two scales: the statistics of several buffered rows are taken row by row
+    model = mlp()
+    first, second = list(model.parameters())[:2], list(model.parameters())[2:]
+    opt = torch.optim.Adam([{"params": first}, {"params": second, "lr": 0.001}], lr=0.01)
+    by_step = []
+    with Monitor(model, opt, effective_lr_every=1) as monitor:
+        x, y = batch()
+        for _ in range(5):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            monitor.observe()
+            opt.step()
+            effs = []
+            for p in model.parameters():
+                state, group = opt.state[p], next(
+                    g for g in opt.param_groups if any(q is p for q in g["params"]))
+                v, t = state["exp_avg_sq"], float(state["step"])
+                effs.append(group["lr"] / ((v / (1 - 0.999**t)).sqrt() + group["eps"]))
+            by_step.append(effs)
+        history = monitor.history
+    for record, effs in zip(history, by_step, strict=True):
+        for got, e in zip(record["effective_lr"]["layers"], effs, strict=True):
+            assert got["median"] == pytest.approx(e.flatten().median().item(), rel=1e-5)
+            assert got["max"] == pytest.approx(e.max().item(), rel=1e-5)
+        allv = torch.cat([e.flatten() for e in effs])
+        assert record["effective_lr"]["median"] == pytest.approx(allv.median().item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("make", [
@@ -171,7 +200,7 @@ def test_radam_rectification(make):
     model = mlp()
     opt = make(model.parameters())
     beta2 = opt.param_groups[0]["betas"][1]
-    with Monitor(model, opt) as monitor:
+    with Monitor(model, opt, effective_lr_every=1) as monitor:
         train(model, opt, monitor, 8)
         history = monitor.history
     for r in history:
@@ -188,11 +217,11 @@ def test_radam_rectification(make):
 def test_no_state_and_sgd_effective_lr_is_none():
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with Monitor(model, opt) as monitor:
+    with Monitor(model, opt, effective_lr_every=1) as monitor:
         train(model, opt, monitor, 2)
         assert all(r["effective_lr"] is None for r in monitor.history)
     opt = torch.optim.Adam(model.parameters())
-    with Monitor(model, opt) as monitor:
+    with Monitor(model, opt, effective_lr_every=1) as monitor:
         x, y = batch()
         nn.functional.cross_entropy(model(x), y).backward()
         monitor.observe()
@@ -203,7 +232,7 @@ def test_no_state_and_sgd_effective_lr_is_none():
 def test_nonfinite_grads_named():
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    with Monitor(model, opt) as monitor:
+    with Monitor(model, opt, effective_lr_every=1) as monitor:
         train(model, opt, monitor, 2)
         model[2].bias.grad[0] = float("nan")
         monitor.observe(1.0)
@@ -215,7 +244,7 @@ def test_nonfinite_grads_named():
 def test_forward_hook_names_first_nonfinite_module():
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    with Monitor(model, opt, watch_forward=True) as monitor:
+    with Monitor(model, opt, watch_forward=True, effective_lr_every=1) as monitor:
         train(model, opt, monitor, 1)
         assert monitor.history[0]["nonfinite_forward"] is None
         with torch.no_grad():
@@ -228,7 +257,7 @@ def test_forward_hook_names_first_nonfinite_module():
 def test_jsonl_round_trip(tmp_path):
     model = mlp()
     opt = torch.optim.Adam(model.parameters())
-    with Monitor(model, opt) as monitor:
+    with Monitor(model, opt, effective_lr_every=1) as monitor:
         train(model, opt, monitor, 3)
         monitor.observe(float("nan"))
         path = monitor.to_jsonl(tmp_path / "m.jsonl")
@@ -244,7 +273,7 @@ def test_jsonl_round_trip(tmp_path):
 def test_summary_keys():
     model = mlp()
     opt = unstuck.RAdam(model.parameters())
-    with Monitor(model, opt) as monitor:
+    with Monitor(model, opt, effective_lr_every=1) as monitor:
         train(model, opt, monitor, 8)
         s = monitor.summary()
     assert set(s) == {
@@ -260,7 +289,7 @@ def test_summary_keys():
 def test_every_samples_every_third_step():
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with Monitor(model, opt, every=3) as monitor:
+    with Monitor(model, opt, every=3, effective_lr_every=1) as monitor:
         train(model, opt, monitor, 10)
         history = monitor.history
     assert [r["step"] for r in history] == [0, 3, 6, 9]
@@ -271,7 +300,7 @@ def test_every_samples_every_third_step():
 def test_history_is_bounded():
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with Monitor(model, opt, history=3) as monitor:
+    with Monitor(model, opt, history=3, effective_lr_every=1) as monitor:
         train(model, opt, monitor, 6)
         assert [r["step"] for r in monitor.history] == [3, 4, 5]
 
@@ -313,6 +342,15 @@ def test_effective_lr_every_skips_records():
         Monitor(model, opt, effective_lr_every=0)
 
 
+def test_effective_lr_by_default_on_every_tenth_sampled_record():
+    model = mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    with Monitor(model, opt, every=2) as monitor:
+        train(model, opt, monitor, 45)
+        history = monitor.history
+    assert [r["step"] for r in history if r["effective_lr"] is not None] == [0, 20, 40]
+
+
 def _records(make_opt, every, max_rows, monkeypatch, steps=11, read_at=5):
     """History of a short Adam/SGD run with the row buffers capped at ``max_rows``."""
     from unstuck.diagnose import flat_rows
@@ -320,7 +358,7 @@ def _records(make_opt, every, max_rows, monkeypatch, steps=11, read_at=5):
     monkeypatch.setattr(flat_rows, "MAX_ROWS", max_rows)
     model = mlp()
     opt = make_opt(model.parameters())
-    with Monitor(model, opt, every=every) as monitor:
+    with Monitor(model, opt, every=every, effective_lr_every=1) as monitor:
         train(model, opt, monitor, read_at)
         assert monitor.history  # reading mid-run must not disturb what follows
         train(model, opt, monitor, steps - read_at)
@@ -355,7 +393,7 @@ def test_sparse_complex_missing_and_mixed_dtype_parameters():
 
     model = Odd()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with Monitor(model, opt) as monitor:
+    with Monitor(model, opt, effective_lr_every=1) as monitor:
         for _ in range(3):
             opt.zero_grad()
             loss = model(torch.tensor([1, 2, 2]))

@@ -126,30 +126,62 @@ def scales(
     if groups is None:
         groups = group_of(opt)
     out: list[Scale | None] = []
+    constants: dict[int, tuple[float, float, float, str | None]] = {}  # per group
+    corrections: dict[tuple[float, float, float], float] = {}  # c (Adam) or decayed lr (Adagrad)
     for p in params:
         group = groups.get(id(p))
         state = opt.state.get(p) if group is not None else None
         if not state or "step" not in state or p.is_complex():
             out.append(None)
             continue
+        known = constants.get(id(group))
+        if known is None:
+            known = constants[id(group)] = _group_constants(group, family)
+        lr, eps, rate, key = known
         t = _float(state["step"])
-        lr, eps = _float(group["lr"]), float(group["eps"])
-        if family in ("adam", "radam"):
-            key = "max_exp_avg_sq" if group.get("amsgrad") else "exp_avg_sq"
-            x = state.get(key)
-            beta2 = float(group["betas"][1])
-            c = 1.0 / (1.0 - beta2**t) if t > 0 else math.nan
-        elif family == "adagrad":
-            x = state.get("sum")
-            lr = lr / (1.0 + (t - 1.0) * float(group["lr_decay"]))
-            c = 1.0
-        else:  # rmsprop
-            x = state.get("square_avg")
-            if x is not None and group.get("centered") and "grad_avg" in state:
-                x = torch.addcmul(x, state["grad_avg"], state["grad_avg"], value=-1.0)
-            c = 1.0
-        out.append(None if x is None or x.numel() == 0 else Scale(x, lr, c, eps))
+        x = state.get(key) if key is not None else _rmsprop_square(group, state)
+        if x is None or x.numel() == 0:
+            out.append(None)
+            continue
+        correction = corrections.get((lr, rate, t))
+        if correction is None:
+            correction = corrections[lr, rate, t] = _correction(family, lr, rate, t)
+        if family == "adagrad":
+            out.append(Scale(x, correction, 1.0, eps))
+        else:
+            out.append(Scale(x, lr, correction, eps))
     return out
+
+
+def _group_constants(
+    group: dict[str, Any], family: str
+) -> tuple[float, float, float, str | None]:
+    """``(lr, eps, rate, state key)`` of a group: ``rate`` is beta2 (Adam family), lr_decay
+    (Adagrad) or 0; the key is ``None`` for RMSprop (see :func:`_rmsprop_square`)."""
+    lr, eps = _float(group["lr"]), float(group["eps"])
+    if family in ("adam", "radam"):
+        key = "max_exp_avg_sq" if group.get("amsgrad") else "exp_avg_sq"
+        return lr, eps, float(group["betas"][1]), key
+    if family == "adagrad":
+        return lr, eps, float(group["lr_decay"]), "sum"
+    return lr, eps, 0.0, None
+
+
+def _correction(family: str, lr: float, rate: float, t: float) -> float:
+    """``c = 1 / (1 - beta2^t)`` for the Adam family, Adagrad's decayed lr, else 1."""
+    if family in ("adam", "radam"):
+        return 1.0 / (1.0 - rate**t) if t > 0 else math.nan
+    if family == "adagrad":
+        return lr / (1.0 + (t - 1.0) * rate)
+    return 1.0
+
+
+def _rmsprop_square(group: dict[str, Any], state: dict[str, Any]) -> Tensor | None:
+    """RMSprop's ``square_avg``, centred (``- grad_avg^2``) when the group is."""
+    x = state.get("square_avg")
+    if x is not None and group.get("centered") and "grad_avg" in state:
+        x = torch.addcmul(x, state["grad_avg"], state["grad_avg"], value=-1.0)
+    return x
 
 
 def rectification(

@@ -14,17 +14,27 @@ Reductions per tensor ("segment" = the slice ``[start, stop)`` of a row that hol
 - :func:`segment_norms`: L2 norms, ``(rows, tensors)``, each as ``torch.linalg.vector_norm`` of
   the segment (few tensors: one call per tensor over all rows; many tensors: one
   ``torch._foreach_norm`` per row);
-- :func:`segment_dots`: dot products of two buffers' segments (``torch.segment_reduce``).
+- :func:`segment_dots`: dot products of two buffers' segments;
+- :func:`segment_reduce`: sums, largest or smallest values.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["ROW_BUDGET_BYTES", "Layout", "capacity", "segment_dots", "segment_norms"]
+__all__ = [
+    "ROW_BUDGET_BYTES",
+    "Layout",
+    "capacity",
+    "segment_dots",
+    "segment_norms",
+    "segment_reduce",
+    "tensor_norms",
+]
 
 ROW_BUDGET_BYTES = 64 * 2**20
 """Memory the row buffers of one layout may take (all buffers together), in bytes."""
@@ -61,14 +71,18 @@ class Layout:
         self.numel = starts[-1]
         self.device, self.dtype = device, dtype
         self.lengths = torch.tensor(self.sizes, dtype=torch.int64, device=device)
-        self._all_present = (True,) * len(self.sizes)
+        self.all_present = (True,) * len(self.sizes)
+        """What :meth:`copy_row` returns when every tensor was there (the same object)."""
 
     def empty(self, rows: int) -> Tensor:
         """An uninitialised ``(rows, numel)`` buffer."""
         return torch.empty(rows, self.numel, device=self.device, dtype=self.dtype)
 
-    def copy_row(self, row: Tensor, tensors: Sequence[Tensor | None]) -> Sequence[bool]:
-        """Copy ``tensors`` (in :attr:`index` order) into ``row``; returns which were present.
+    def copy_row(
+        self, row: Tensor, tensors: Sequence[Tensor | None], fill: float = math.nan
+    ) -> Sequence[bool]:
+        """Copy ``tensors`` (in :attr:`index` order) into ``row``; returns which were present
+        (:attr:`all_present` itself when all were).
 
         The usual case (every tensor there, dense, of the row's dtype and device) is one
         ``torch.cat(..., out=row)``; one-dimensional tensors are taken as they are (pass flat views
@@ -79,14 +93,14 @@ class Layout:
         if not any(t is None for t in tensors):
             try:
                 torch.cat([t if t.dim() == 1 else t.reshape(-1) for t in tensors], out=row)  # type: ignore[union-attr]
-                return self._all_present
+                return self.all_present
             except RuntimeError:  # sparse, complex, requires grad, other dtype: one by one
                 pass
         with torch.no_grad():
             for t, (start, stop) in zip(tensors, self.bounds, strict=True):
                 segment = row[start:stop]
                 if t is None:
-                    segment.fill_(float("nan"))
+                    segment.fill_(fill)
                     continue
                 if t.layout != torch.strided:
                     t = t.to_dense()
@@ -121,5 +135,54 @@ def segment_dots(a: Tensor, b: Tensor, layout: Layout, *, out: Tensor | None = N
     if n_rows == 0:
         return a.new_zeros(0, len(layout.sizes))
     products = torch.mul(a, b, out=out) if out is not None else a * b
+    return segment_reduce(products, layout, "sum")
+
+
+def segment_reduce(rows: Tensor, layout: Layout, reduce: str) -> Tensor:
+    """``(rows, tensors)``: ``reduce`` (``"sum"``, ``"amax"`` or ``"amin"``) of every segment of
+    every row. Few tensors: one reduction per tensor over all rows (``torch.segment_reduce`` is
+    several times slower on the CPU); many: ``torch.segment_reduce``."""
+    n_rows, n = rows.shape[0], len(layout.sizes)
+    if n <= max(n_rows, 8):
+        return torch.stack([getattr(rows[:, a:b], reduce)(1) for a, b in layout.bounds], dim=1)
     lengths = layout.lengths.expand(n_rows, -1)
-    return torch.segment_reduce(products, "sum", lengths=lengths, axis=1)
+    return torch.segment_reduce(rows, reduce.removeprefix("a"), lengths=lengths, axis=1)
+
+
+def tensor_norms(tensors: Sequence[Tensor | None]) -> list[Tensor]:
+    """L2 norms of each tensor as 0-dim tensors on its device (0 for ``None``), as
+    :func:`torch.nn.utils.get_total_norm` takes them: one ``torch._foreach_norm`` for dense real
+    float32/float64 tensors, else one by one (a sparse tensor's norm is that of its coalesced
+    values, a complex one's that of its real view, a float16/bfloat16 one's accumulated in
+    float32 so that it does not overflow at 65504).
+
+    A non-finite norm means a non-finite element or a sum of squares beyond the range of the
+    dtype (a float32 norm above about 1.8e19, a float64 one above about 1.3e154), as in torch's
+    gradient clipping.
+    """
+    present = [t for t in tensors if t is not None]
+    if all(
+        t.layout == torch.strided and t.dtype in (torch.float32, torch.float64) for t in present
+    ):
+        try:
+            found = iter(torch._foreach_norm(present))
+        except RuntimeError:
+            pass
+        else:
+            return [_zero(present) if t is None else next(found) for t in tensors]
+    return [_zero(present) if t is None else _norm(t) for t in tensors]
+
+
+def _norm(t: Tensor) -> Tensor:
+    t = t.detach()
+    if t.layout != torch.strided:
+        t = t.coalesce().values() if t.layout == torch.sparse_coo else t.to_dense()
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    wide = torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else None
+    return torch.linalg.vector_norm(t, dtype=wide)
+
+
+def _zero(present: Sequence[Tensor]) -> Tensor:
+    device = present[0].device if present else None
+    return torch.zeros((), device=device)

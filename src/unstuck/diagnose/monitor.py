@@ -45,13 +45,15 @@ per device and dtype, one ``torch.cat(..., out=row)`` each (:mod:`unstuck.diagno
 norms, dot products, effective-lr statistics and the one read-back to the host are computed for all
 buffered rows together when the buffer is full (up to 64 rows within 64 MiB; one row on a large
 model) or when the history, the summary or the non-finite findings are read, so their fixed cost
-per torch call is shared by many steps. :meth:`flush` does it on demand. Observes that are neither
-sampled nor next to a sampled one cost almost nothing. ``watch_forward`` adds one ``isfinite`` test
-per module per forward pass. The effective-lr medians (one selection per tensor and one over all)
-are the most expensive part on a small model; ``effective_lr_every=k`` computes the effective lr on
-one sampled record in ``k`` only (default 1: on every one). Measured by
+per torch call is shared by many steps; the per-tensor Python lists of the records are built only
+when the history is read (:mod:`unstuck.diagnose.reduced`). :meth:`flush` reduces on demand.
+Observes that are neither sampled nor next to a sampled one cost almost nothing. ``watch_forward``
+adds one ``isfinite`` test per module per forward pass. The exact per-tensor medians of the
+effective lr (one selection per tensor and one over all) cost about as much as everything else
+together on a small model, so ``effective_lr`` is computed on one sampled record in
+``effective_lr_every`` (default 10; 1: on every one). Measured by
 ``benchmarks/monitor_overhead.py``. Nothing here changes the model, its gradients or the optimizer.
-Decoding, summary and JSON Lines live in :mod:`unstuck.diagnose.records`.
+Summary and JSON Lines live in :mod:`unstuck.diagnose.records`.
 
 Example:
     >>> import torch
@@ -87,12 +89,17 @@ from unstuck.diagnose.effective_lr import (
     group_of,
     optimizer_family,
     rectification,
-    same_scale,
     scales,
-    unbatch,
     unwrap,
 )
-from unstuck.diagnose.flat_rows import Layout, capacity, segment_dots, segment_norms
+from unstuck.diagnose.flat_rows import (
+    Layout,
+    capacity,
+    segment_dots,
+    segment_norms,
+    segment_reduce,
+    tensor_norms,
+)
 from unstuck.diagnose.records import (
     check_loss,
     decode,
@@ -101,6 +108,7 @@ from unstuck.diagnose.records import (
     tensors_in,
     write_jsonl,
 )
+from unstuck.diagnose.reduced import Chunk, Part, materialize, pending
 
 __all__ = ["Monitor", "read_jsonl"]
 
@@ -121,9 +129,10 @@ class Monitor:
         names: watch only these parameter names (default: all trainable parameters).
         watch_forward: find the first module whose forward output is non-finite (forward hooks).
         effective_lr_every: compute ``effective_lr`` on one sampled record in
-            ``effective_lr_every`` (default 1: on every one; the others hold ``None``). The
-            per-tensor medians are most of the monitor's cost on small models: 10 cuts the
-            overhead at ``every=1`` by about half (``benchmarks/monitor_overhead.py``).
+            ``effective_lr_every`` (the first sampled record and every ``effective_lr_every``-th
+            after it; the others hold ``None``). The exact per-tensor medians are the monitor's
+            largest cost on small models, hence the default 10; 1 computes them on every record
+            (``benchmarks/monitor_overhead.py`` measures both).
 
     Raises:
         ValueError: ``every``, ``history`` or ``effective_lr_every`` below 1, a name that is not
@@ -139,7 +148,7 @@ class Monitor:
         history: int = 10_000,
         names: Iterable[str] | None = None,
         watch_forward: bool = False,
-        effective_lr_every: int = 1,
+        effective_lr_every: int = 10,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -187,22 +196,19 @@ class Monitor:
         self._groups: dict[int, dict[str, Any]] = {}
         self._groups_key: tuple[int, ...] = ()
         self._layouts: list[Layout] = []
-        self._where: list[tuple[int, int]] = [(0, 0)] * len(self._params)  # (layout, segment)
         for (device, dtype), idx in groups_by_device_dtype(self._params).items():
             sizes = [self._sizes[i] * (2 if self._params[i].is_complex() else 1) for i in idx]
-            for segment, i in enumerate(idx):
-                self._where[i] = (len(self._layouts), segment)
             self._layouts.append(Layout(idx, sizes, device, dtype))
         self._pointers: list[int] = []
         self._flats: list[Tensor | None] = []
         self._device = self._params[0].device
         numel = max(layout.numel for layout in self._layouts)
         element = max(p.element_size() for p in self._params)
-        self._capacity = capacity(numel, element, buffers=4 if self._family is None else 5)
+        self._capacity = capacity(numel, element, buffers=3 if self._family is None else 4)
         self._rows: list[_Rows] | None = None  # allocated at the first observe
         self._frames: list[_Frame] = []
         self._carried = False  # frames[0] was reduced already (kept for its update)
-        self._grad_rows = self._state_rows = 0  # rows of the gradient / state buffers in use
+        self._state_rows = 0  # rows of the state buffers in use
         self._prev_update_valid = False  # rows.u[0] holds the update that ends at frames[0]
         self._first_nonfinite: dict[str, int] = {}
         self._first_nonfinite_forward: tuple[str, int] | None = None
@@ -268,7 +274,7 @@ class Monitor:
             self._family is not None
             and previous is not None
             and previous.record is not None
-            and previous.wants_lr
+            and previous.record["wants_lr"]
             and self._steps - previous.steps == 1
         ):
             self._read_state(frame, previous)
@@ -285,32 +291,14 @@ class Monitor:
         return [p if f is None else f for p, f in zip(self._params, self._flats, strict=True)]
 
     def _sample(self, frame: _Frame, k: int, loss_t: Tensor | None) -> None:
-        """Copy the gradients of a sampled observe and open its record."""
-        assert self._rows is not None
-        frame.grad_row, self._grad_rows = self._grad_rows, self._grad_rows + 1
-        present = [False] * len(self._params)
-        for rows in self._rows:
-            layout = rows.layout
-            grads = [self._params[i].grad for i in layout.index]
-            for i, there in zip(layout.index, layout.copy_row(rows.g[frame.grad_row], grads)):
-                present[i] = there
+        """Take the gradient norms of a sampled observe and open its record."""
+        grads = [p.grad for p in self._params]
+        # (``None in grads`` would compare tensors with ``==``)
+        present = [g is not None for g in grads] if any(g is None for g in grads) else None
+        frame.grad_norms = tensor_norms(grads)
         frame.loss = loss_t
         frame.flags = self._flags
-        frame.wants_lr = (k // self.every) % self.effective_lr_every == 0
-        frame.record = {
-            "step": k,
-            "loss": None,
-            "grad_norm": None,
-            "grad": present,  # replaced by the norms when reduced
-            "weight": None,
-            "update": None,
-            "cosine": None,
-            "global_cosine": None,
-            "effective_lr": None,
-            "rectification": None,
-            "nonfinite_grads": [],
-            "nonfinite_forward": None,
-        }
+        frame.record = pending(k, present, (k // self.every) % self.effective_lr_every == 0)
 
     def _read_state(self, frame: _Frame, previous: _Frame) -> None:
         """Copy the second moments the step after ``previous`` left (its effective lr)."""
@@ -332,9 +320,9 @@ class Monitor:
             layout.copy_row(rows.v[row], [s.x if s is not None else None for s in (
                 found[i] for i in layout.index)])
         frame.state_row = row
-        frame.scales = [
-            None if s is None else (s.lr, s.c, s.eps) for s in found
-        ]
+        constants = [None if s is None else (s.lr, s.c, s.eps) for s in found]
+        frame.scales = constants
+        frame.uniform = None not in constants and len(set(constants)) == 1
 
     # ----------------------------------------------------------------------------- reduce
     def _reduce(self, final: bool = False) -> None:
@@ -355,24 +343,33 @@ class Monitor:
             return
         assert self._rows is not None
         start = 1 if self._carried else 0  # frames whose norms are still to compute
-        sampled = [j for j in range(start, m) if frames[j].grad_row is not None]
+        sampled = [j for j in range(start, m) if frames[j].grad_norms is not None]
         valid = [self._prev_update_valid] + [
             frames[j].steps - frames[j - 1].steps == 1 for j in range(1, m)
         ]
-        parts: list[Tensor] = []
-        plan: list[tuple[str, Layout, int, int]] = []  # kind, layout, rows, columns of a part
+        parts: list[Tensor] = []  # read back after the eager parts
+        plan: list[Part] = []
+        totals: list[Tensor] = []  # per sampled row, the sum of squared gradient norms
+        if sampled:
+            every = list(range(len(self._params)))
+            norms = [x for j in sampled for x in frames[j].grad_norms]
+            if not self._one_device or len({x.dtype for x in frames[sampled[0]].grad_norms}) > 1:
+                norms = [x.to(self._device, torch.float64) for x in norms]
+            grad_norms = torch.stack(norms).view(len(sampled), len(every))
+            grad_sq = grad_norms.square().sum(1)
+            totals.append(grad_sq)
+            parts += [grad_norms, grad_sq]
+            plan += [Part("grad", every, len(sampled), len(every))]
+            plan += [Part("grad_sq", every, len(sampled), 1)]
         for rows in self._rows:
-            layout, n = rows.layout, len(rows.layout.index)
+            layout, n, index = rows.layout, len(rows.layout.index), rows.layout.index
             if sampled:
-                g = rows.g[frames[sampled[0]].grad_row : frames[sampled[-1]].grad_row + 1]
                 if sampled[-1] - sampled[0] == len(sampled) - 1:
                     w = rows.p[sampled[0] : sampled[-1] + 1]
                 else:
                     w = rows.p[torch.tensor(sampled, device=layout.device)]
-                grad_norms = segment_norms(g, layout)
-                parts += [grad_norms, segment_norms(w, layout), grad_norms.square().sum(1)]
-                plan += [("grad", layout, len(sampled), n), ("weight", layout, len(sampled), n)]
-                plan += [("grad_sq", layout, len(sampled), 1)]
+                parts.append(segment_norms(w, layout))
+                plan.append(Part("weight", index, len(sampled), n))
             # u[0]: the update that ended at frames[0]; u[j] = p[j] - p[j-1]
             torch.sub(rows.p[1:m], rows.p[: m - 1], out=rows.u[1:m])
             norms = segment_norms(rows.u[:m], layout)
@@ -382,8 +379,12 @@ class Monitor:
             parts += [
                 update, cosine, dots.sum(1), update.square().sum(1), previous.square().sum(1)
             ]
-            plan += [("update", layout, m - 1, n), ("cosine", layout, m - 1, n)]
-            plan += [(kind, layout, m - 1, 1) for kind in ("dot_sum", "update_sq", "previous_sq")]
+            plan += [Part("update", index, m - 1, n), Part("cosine", index, m - 1, n)]
+            sums = ("dot_sum", "update_sq", "previous_sq")
+            plan += [Part(kind, index, m - 1, 1) for kind in sums]
+        eager = totals + [
+            f for j in sampled for _, f in frames[j].flags
+        ]
         losses = [frames[j].loss for j in sampled if frames[j].loss is not None]
         if losses:
             try:
@@ -391,24 +392,22 @@ class Monitor:
             except RuntimeError:  # losses of different dtypes or devices
                 parts.append(torch.stack([x.to(self._device, torch.float64) for x in losses]))
         lr_frames = [j for j in range(1, m) if frames[j].state_row is not None]
-        lr_found = [self._state_scales(frames[j]) for j in lr_frames]
-        for j, found in zip(lr_frames, lr_found, strict=True):
-            parts.append(self._lr_statistics(frames[j], found))
-        flags = [f for j in sampled for _, f in frames[j].flags]
-        parts += flags
-        values = _read_back(parts, self._device)
-        self._decode(frames, sampled, valid, plan, values, lr_frames, lr_found)
+        if lr_frames:
+            parts.append(self._lr_statistics([frames[j] for j in lr_frames]))
+        values = _read_back(eager + parts, self._device)
+        n_eager = len(sampled) + len(eager) - len(totals)
+        self._store(frames, sampled, valid, plan, values[:n_eager], values[n_eager:], lr_frames)
         # keep the last frame (its update needs the next snapshot) and the last update
         for rows in self._rows:
             rows.p[0].copy_(rows.p[m - 1])
             rows.u[0].copy_(rows.u[m - 1])
         last = frames[-1]
-        last.grad_row = None if last.grad_row is None else -1  # reduced already
+        last.grad_norms = None  # reduced already
         last.state_row = None
         self._prev_update_valid = valid[m - 1]
         self._frames = [last]
         self._carried = True
-        self._grad_rows = self._state_rows = 0
+        self._state_rows = 0
 
     def _state_scales(self, frame: _Frame) -> list[Scale | None]:
         """The :class:`Scale` of every parameter, its second moment a view of the copied row."""
@@ -424,135 +423,97 @@ class Monitor:
             for i, s in enumerate(frame.scales)
         ]
 
-    def _lr_statistics(self, frame: _Frame, found: list[Scale | None]) -> Tensor:
-        """:func:`~unstuck.diagnose.effective_lr.batched`'s numbers for one copied state row,
-        stacked: per tensor the largest ``x`` and ``-x`` and the median of ``-x``, then the
-        global median. With one layout, every tensor present and one scale (the usual case) the
-        copied row is negated once and the statistics are taken on its segments."""
-        present = [s for s in found if s is not None]
-        if len(self._layouts) != 1 or len(present) != len(found) or not same_scale(present):
-            return torch.stack([t.to(self._device, torch.float64) for t in batched(found)])
-        assert self._rows is not None and self._rows[0].v is not None
-        row = self._rows[0].v[frame.state_row]
-        negated = torch.neg(row)
-        sizes = self._layouts[0].sizes
-        top = torch._foreach_max(list(row.split(sizes)))
-        negated_segments = negated.split(sizes)
-        bottom = torch._foreach_max(list(negated_segments))
-        medians = [segment.median() for segment in negated_segments]
-        return torch.stack([*top, *bottom, *medians, negated.median()]).to(torch.float64)
+    def _lr_statistics(self, frames: list[_Frame]) -> Tensor:
+        """:func:`~unstuck.diagnose.effective_lr.batched`'s numbers for the copied state rows
+        of ``frames``, frame after frame: per tensor the largest ``x`` and ``-x`` and the median
+        of ``-x``, then the global median.
 
-    def _decode(
+        The usual case (one layout, every tensor present, one scale per row) takes the largest
+        and smallest values of all the rows together and the medians row by row (a median along
+        a dimension is several times slower than medians of contiguous rows). Otherwise every
+        statistic row by row."""
+        rows = self._rows[0] if self._rows is not None and len(self._rows) == 1 else None
+        first = frames[0].state_row
+        contiguous = all(f.state_row == first + r for r, f in enumerate(frames))
+        if rows is None or rows.v is None or not contiguous or not all(f.uniform for f in frames):
+            return torch.cat([
+                torch.stack([t.to(self._device, torch.float64) for t in batched(
+                    self._state_scales(f))])
+                for f in frames
+            ])
+        layout = rows.layout
+        x = rows.v[first : first + len(frames)]
+        negated = torch.neg(x)
+        top = segment_reduce(x, layout, "amax")
+        bottom = segment_reduce(x, layout, "amin").neg_()
+        medians = torch.stack([
+            torch.stack([row[a:b].median() for a, b in layout.bounds] + [row.median()])
+            for row in negated
+        ])
+        columns = [top, bottom, medians]
+        return torch.cat(columns, dim=1).to(torch.float64)
+
+    def _store(
         self,
         frames: list[_Frame],
         sampled: list[int],
         valid: list[bool],
-        plan: list[tuple[str, Layout, int, int]],
+        plan: list[Part],
+        eager: list[float],
         values: list[float],
         lr_frames: list[int],
-        lr_found: list[list[Scale | None]],
     ) -> None:
-        """Fill the records of the reduced frames from the read-back ``values``."""
-        m = len(frames)
-        tables, pos = self._tables(plan, values)
-        for r, j in enumerate(sampled):
-            frame, record = frames[j], frames[j].record
-            assert record is not None
-            present = record["grad"]
-            grad = tables["grad"][r]
-            if all(present):
-                record["grad_norm"] = math.sqrt(sum(tables["grad_sq"][r]))
-            else:
-                grad = [v if there else None for v, there in zip(grad, present, strict=True)]
-                known = [v * v for v in grad if v is not None]
-                record["grad_norm"] = math.sqrt(math.fsum(known)) if known else None
-            record["grad"], record["weight"] = grad, tables["weight"][r]
-            if frame.loss is not None:
-                record["loss"], pos = values[pos], pos + 1
-            finite = record["grad_norm"] is None or math.isfinite(record["grad_norm"])
-            record["nonfinite_grads"] = [] if finite else self._nonfinite(frame, grad)
-        lr_by_frame = {}
-        for j, found in zip(lr_frames, lr_found, strict=True):
-            width = 3 * sum(s is not None for s in found) + 1
-            lr_by_frame[j] = unbatch(found, values[pos : pos + width])
-            pos += width
+        """Point the reduced frames' records at the read-back ``values`` (decoded when read) and
+        act now on what cannot wait: non-finite gradients and forward outputs. ``eager`` holds
+        the squared global gradient norm of each sampled frame, then the forward flags."""
+        n_plan = sum(part.rows * part.columns for part in plan)
+        pos = n_plan
+        loss_at: dict[int, int] = {}
         for j in sampled:
-            frame, record = frames[j], frames[j].record
+            if frames[j].loss is not None:
+                loss_at[j], pos = pos, pos + 1
+        lr: dict[int, tuple[int, list[Scale | None]]] = {}
+        for j in lr_frames:
+            found = _scale_constants(frames[j])
+            lr[j] = (pos, found)
+            pos += 3 * sum(s is not None for s in found) + 1
+        chunk = Chunk(plan, values, len(self._params), lr)
+        flags_at = len(sampled)
+        for r, j in enumerate(sampled):
+            frame = frames[j]
+            record = frame.record
             assert record is not None
-            flags = values[pos : pos + len(frame.flags)]
-            pos += len(frame.flags)
+            record["sample"] = (chunk, r, loss_at.get(j))
+            if not math.isfinite(eager[r]):
+                grad = chunk.gradients(r, record["present"])[0]
+                record["nonfinite_grads"] = self._nonfinite(frame, grad)
+            flags = eager[flags_at : flags_at + len(frame.flags)]
+            flags_at += len(frame.flags)
             forward = next((name for (name, _), ok in zip(frame.flags, flags) if not ok), None)
             record["nonfinite_forward"] = forward
             if forward is not None and self._first_nonfinite_forward is None:
                 self._first_nonfinite_forward = (forward, record["step"])
             frame.loss, frame.flags = None, []
-        # row r of the update tables is the update that followed frames[r]
-        update, cosine = tables["update"], tables["cosine"]
-        dot_sum, update_sq, previous_sq = (
-            tables["dot_sum"], tables["update_sq"], tables["previous_sq"]
-        )
-        for j in range(m - 1):
+        # row j of the update tables is the update that followed frames[j]
+        for j in range(len(frames) - 1):
             record = frames[j].record
             if record is None:
                 continue
             if valid[j + 1]:
-                record["update"] = update[j]
-                if valid[j]:
-                    record["cosine"] = [c if math.isfinite(c) else None for c in cosine[j]]
-                    denominator = math.sqrt(sum(update_sq[j]) * sum(previous_sq[j]))
-                    total = sum(dot_sum[j]) / denominator if denominator > 0 else math.nan
-                    record["global_cosine"] = (
-                        max(-1.0, min(1.0, total)) if math.isfinite(total) else None
-                    )
-                if frames[j].wants_lr:
-                    record["effective_lr"] = lr_by_frame.get(j + 1)
+                lr_key = j + 1 if record["wants_lr"] else None
+                record["update"] = (chunk, j, valid[j], lr_key)
                 record["rectification"] = frames[j].rect
             self._records.append(record)
             frames[j].record = None
 
-    def _tables(
-        self, plan: list[tuple[str, Layout, int, int]], values: list[float]
-    ) -> tuple[dict[str, list[list[float]]], int]:
-        """Split the read-back values into per-kind tables: ``tables[kind][row]`` lists one
-        number per parameter (in parameter order) or, for per-layout sums, one per layout.
-        Returns the tables and the position after them."""
-        tables: dict[str, list[list[float]]] = {}
-        single = len(self._layouts) == 1
-        pos = 0
-        for kind, layout, n_rows, columns in plan:
-            chunk = values[pos : pos + n_rows * columns]
-            pos += n_rows * columns
-            rows = [chunk[r * columns : (r + 1) * columns] for r in range(n_rows)]
-            if kind in _SUMS:  # a sum per row and layout: one column per layout
-                table = tables.setdefault(kind, [[] for _ in range(n_rows)])
-                for row, (value,) in zip(table, rows, strict=True):
-                    row.append(value)
-            elif single:
-                tables[kind] = rows
-            else:
-                table = tables.get(kind)
-                if table is None:
-                    table = [[math.nan] * len(self._params) for _ in range(n_rows)]
-                    tables[kind] = table
-                for row, part in zip(table, rows, strict=True):
-                    for i, v in zip(layout.index, part, strict=True):
-                        row[i] = v
-        return tables, pos
-
     def _nonfinite(self, frame: _Frame, grad: list[float | None]) -> list[str]:
-        """Names of the tensors whose copied gradient holds NaN or Inf (a norm that overflowed
-        on finite values does not count); records the first step of each."""
-        assert self._rows is not None and frame.record is not None
-        bad = []
-        for i, norm in enumerate(grad):
-            if norm is None or math.isfinite(norm):
-                continue
-            layout_index, segment = self._where[i]
-            rows = self._rows[layout_index]
-            start, stop = rows.layout.bounds[segment]
-            if not bool(torch.isfinite(rows.g[frame.grad_row, start:stop]).all()):
-                bad.append(self.names[i])
-                self._first_nonfinite.setdefault(self.names[i], frame.record["step"])
+        """Names of the tensors whose gradient norm is NaN or Inf (see
+        :func:`~unstuck.diagnose.flat_rows.tensor_norms`); records the first step of each."""
+        assert frame.record is not None
+        bad = [self.names[i] for i, norm in enumerate(grad) if norm is not None and not (
+            math.isfinite(norm))]
+        for name in bad:
+            self._first_nonfinite.setdefault(name, frame.record["step"])
         return bad
 
     @property
@@ -562,10 +523,10 @@ class Monitor:
         The last record's update fields are ``None`` until the optimizer has stepped after it.
         """
         self.flush()
-        raw = list(self._records)
-        pending = self._pending_record()
-        if pending is not None:
-            raw.append(pending)
+        raw = [materialize(r, cache=True) for r in self._records]
+        last = self._pending_record()
+        if last is not None:
+            raw.append(materialize(last, cache=False))
         return [decode(r, self.names) for r in raw[-self._records.maxlen :]]  # type: ignore[misc]
 
     def _pending_record(self) -> dict[str, Any] | None:
@@ -634,18 +595,13 @@ class Monitor:
 
 
 
-_SUMS = frozenset({"grad_sq", "dot_sum", "update_sq", "previous_sq"})
-"""The kinds of read-back numbers that are one sum per row and layout (not per tensor)."""
-
-
 class _Rows:
     """The row buffers of one :class:`Layout`: parameters (one extra row for the frame kept
-    from the last reduction), gradients, updates (row 0: the last update), second moments."""
+    from the last reduction), updates (row 0: the last update), second moments."""
 
     def __init__(self, layout: Layout, rows: int) -> None:
         self.layout = layout
         self.p = layout.empty(rows + 1)
-        self.g = layout.empty(rows)
         self.u = layout.empty(rows + 1)
         self.scratch = layout.empty(rows)  # products for the dot products
         self.v: Tensor | None = None  # allocated when an optimizer with a scale has state
@@ -655,20 +611,26 @@ class _Frame:
     """One observe that was snapshotted: row ``j`` of the parameter buffers for frame ``j``."""
 
     __slots__ = (
-        "flags", "grad_row", "loss", "record", "rect", "scales", "state_row", "steps",
-        "wants_lr",
+        "flags", "grad_norms", "loss", "record", "rect", "scales", "state_row", "steps",
+        "uniform",
     )
 
     def __init__(self, steps: int) -> None:
         self.steps = steps  # optimizer steps counted when it was taken
-        self.grad_row: int | None = None  # sampled: row of its gradients (-1: reduced)
+        self.grad_norms: list[Tensor] | None = None  # sampled, until reduced
         self.loss: Tensor | None = None
         self.flags: list[tuple[str, Tensor]] = []
         self.record: dict[str, Any] | None = None  # sampled: its record, until complete
-        self.wants_lr = False
         self.rect: dict[str, Any] | None = None
         self.state_row: int | None = None  # the second moments the step before it left
         self.scales: list[tuple[float, float, float] | None] | None = None
+        self.uniform = False  # every tensor has a scale, the same for all
+
+
+def _scale_constants(frame: _Frame) -> list[Scale | None]:
+    """The frame's scales without their tensors (what decoding needs)."""
+    assert frame.scales is not None
+    return [None if s is None else Scale(None, *s) for s in frame.scales]  # type: ignore[arg-type]
 
 
 def _flat_view(p: Tensor) -> Tensor | None:

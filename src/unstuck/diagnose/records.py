@@ -123,6 +123,8 @@ def check_loss(loss: Any) -> Tensor | None:
     """``loss`` as a detached 0-dim real tensor (``None`` stays ``None``)."""
     if loss is None:
         return None
+    if type(loss) is Tensor and loss.dim() == 0 and not loss.is_complex():  # the usual case
+        return loss.detach()
     if isinstance(loss, Tensor):
         if loss.numel() != 1:
             raise ValueError(

@@ -1,0 +1,165 @@
+"""What one reduction of :class:`~unstuck.diagnose.Monitor` read back, decoded on demand.
+
+A reduction reads back one flat list of floats for all the observes it reduced: per sampled
+observe the gradient and weight norm of every tensor and the loss, per update the update norms,
+the cosines and the sums behind the global cosine, per copied optimizer state the effective-lr
+statistics. Turning them into the per-tensor lists of a record costs more Python than computing
+them costs torch, so a :class:`Chunk` keeps the list, a pending record keeps ``(chunk, row)``
+references, and :func:`materialize` builds the record when the history is read (once: the result
+is cached in the record).
+
+A pending record is a dict with the keys ``step``, ``present`` (which tensors had a gradient;
+``None``: all), ``sample`` (``(chunk, row, loss position or None)`` once reduced), ``update``
+(``(chunk, row, cosine known, effective-lr key or None)`` once the update is known),
+``rectification``, ``nonfinite_grads``, ``nonfinite_forward`` and ``wants_lr``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from unstuck.diagnose.effective_lr import Scale, unbatch
+
+__all__ = ["SUMS", "Chunk", "Part", "materialize", "pending"]
+
+SUMS = frozenset({"grad_sq", "dot_sum", "update_sq", "previous_sq"})
+"""The kinds of numbers that are one sum per row and layout (not one per tensor)."""
+
+
+class Part(NamedTuple):
+    """One block of read-back numbers: ``rows x columns`` values of one ``kind`` for the tensors
+    at positions ``index`` of the parameter list (one layout)."""
+
+    kind: str
+    index: list[int]
+    rows: int
+    columns: int
+
+
+class Chunk:
+    """The numbers of one reduction: ``values`` holds the :class:`Part` s of ``plan`` in order,
+    then whatever the monitor appended (losses, effective-lr statistics) at the positions it
+    keeps in the records and in :attr:`lr`.
+
+    Args:
+        plan: the per-tensor and per-layout parts at the start of ``values``.
+        values: the read-back floats.
+        n_params: number of watched tensors.
+        lr: frame key -> (position in ``values``, the scales without tensors) of each copied
+            optimizer state.
+    """
+
+    __slots__ = ("_tables", "lr", "n_params", "plan", "values")
+
+    def __init__(
+        self,
+        plan: list[Part],
+        values: list[float],
+        n_params: int,
+        lr: dict[int, tuple[int, list[Scale | None]]],
+    ) -> None:
+        self.plan, self.values, self.n_params, self.lr = plan, values, n_params, lr
+        self._tables: dict[str, list[list[float]]] | None = None
+
+    def tables(self) -> dict[str, list[list[float]]]:
+        """``tables[kind][row]``: one number per tensor (parameter order) or, for the kinds in
+        :data:`SUMS`, one per layout."""
+        if self._tables is None:
+            self._tables = split(self.plan, self.values, self.n_params)
+        return self._tables
+
+    def gradients(
+        self, row: int, present: list[bool] | None
+    ) -> tuple[list[float | None], list[float], float | None]:
+        """Per-tensor gradient norms (``None`` where absent), weight norms, global grad norm."""
+        tables = self.tables()
+        grad: list[float | None] = list(tables["grad"][row])
+        if present is None:
+            return grad, tables["weight"][row], math.sqrt(sum(tables["grad_sq"][row]))
+        grad = [v if there else None for v, there in zip(grad, present, strict=True)]
+        known = [v * v for v in grad if v is not None]
+        norm = math.sqrt(math.fsum(known)) if known else None
+        return grad, tables["weight"][row], norm
+
+    def update(self, row: int, cosine_known: bool, lr_key: int | None) -> dict[str, Any]:
+        """The update fields of a raw record from update row ``row``."""
+        tables = self.tables()
+        out: dict[str, Any] = {
+            "update": tables["update"][row], "cosine": None, "global_cosine": None,
+            "effective_lr": None,
+        }
+        if cosine_known:
+            out["cosine"] = [c if math.isfinite(c) else None for c in tables["cosine"][row]]
+            denominator = math.sqrt(
+                sum(tables["update_sq"][row]) * sum(tables["previous_sq"][row])
+            )
+            total = sum(tables["dot_sum"][row]) / denominator if denominator > 0 else math.nan
+            out["global_cosine"] = max(-1.0, min(1.0, total)) if math.isfinite(total) else None
+        if lr_key is not None and lr_key in self.lr:
+            pos, found = self.lr[lr_key]
+            width = 3 * sum(s is not None for s in found) + 1
+            out["effective_lr"] = unbatch(found, self.values[pos : pos + width])
+        return out
+
+
+def split(plan: list[Part], values: list[float], n_params: int) -> dict[str, list[list[float]]]:
+    """The per-kind tables of :meth:`Chunk.tables` from the first values of ``values``."""
+    tables: dict[str, list[list[float]]] = {}
+    pos = 0
+    for kind, index, n_rows, columns in plan:
+        chunk = values[pos : pos + n_rows * columns]
+        pos += n_rows * columns
+        rows = [chunk[r * columns : (r + 1) * columns] for r in range(n_rows)]
+        if kind in SUMS:  # a sum per row and layout: one column per layout
+            table = tables.setdefault(kind, [[] for _ in range(n_rows)])
+            for row, (value,) in zip(table, rows, strict=True):
+                row.append(value)
+        elif len(index) == n_params:  # one layout: the tensors in parameter order
+            tables[kind] = rows
+        else:
+            table = tables.get(kind)
+            if table is None:
+                table = [[math.nan] * n_params for _ in range(n_rows)]
+                tables[kind] = table
+            for row, part in zip(table, rows, strict=True):
+                for i, v in zip(index, part, strict=True):
+                    row[i] = v
+    return tables
+
+
+def pending(step: int, present: list[bool] | None, wants_lr: bool) -> dict[str, Any]:
+    """A new pending record (see the module docstring)."""
+    return {
+        "step": step, "present": present, "sample": None, "update": None,
+        "rectification": None, "nonfinite_grads": [], "nonfinite_forward": None,
+        "wants_lr": wants_lr,
+    }
+
+
+def materialize(record: dict[str, Any], *, cache: bool) -> dict[str, Any]:
+    """The raw record (what :func:`unstuck.diagnose.records.decode` reads) of a pending one.
+
+    ``cache``: keep the result in the record and drop its chunk references (for a complete
+    record; the last one may still get its update)."""
+    raw = record.get("raw")
+    if raw is not None:
+        return raw
+    chunk, row, loss_pos = record["sample"]
+    grad, weight, grad_norm = chunk.gradients(row, record["present"])
+    raw = {
+        "step": record["step"],
+        "loss": chunk.values[loss_pos] if loss_pos is not None else None,
+        "grad_norm": grad_norm, "grad": grad, "weight": weight,
+        "update": None, "cosine": None, "global_cosine": None, "effective_lr": None,
+        "rectification": record["rectification"],
+        "nonfinite_grads": record["nonfinite_grads"],
+        "nonfinite_forward": record["nonfinite_forward"],
+    }
+    if record["update"] is not None:
+        update_chunk, update_row, cosine_known, lr_key = record["update"]
+        raw.update(update_chunk.update(update_row, cosine_known, lr_key))
+    if cache:
+        record["raw"] = raw
+        record["sample"] = record["update"] = None
+    return raw
