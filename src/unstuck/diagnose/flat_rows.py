@@ -30,6 +30,9 @@ __all__ = [
     "ROW_BUDGET_BYTES",
     "Layout",
     "capacity",
+    "flat_view",
+    "layouts",
+    "read_back",
     "segment_dots",
     "segment_norms",
     "segment_reduce",
@@ -186,3 +189,34 @@ def _norm(t: Tensor) -> Tensor:
 def _zero(present: Sequence[Tensor]) -> Tensor:
     device = present[0].device if present else None
     return torch.zeros((), device=device)
+
+
+def layouts(params: Sequence[Tensor]) -> list[Layout]:
+    """One :class:`Layout` per (device, dtype) of ``params`` (a complex parameter goes with its
+    real dtype and takes twice its number of elements)."""
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for i, p in enumerate(params):
+        dtype = p.real.dtype if p.is_complex() else p.dtype
+        groups.setdefault((p.device, dtype), []).append(i)
+    return [
+        Layout(index, [params[i].numel() * (2 if params[i].is_complex() else 1) for i in index],
+               device, dtype)
+        for (device, dtype), index in groups.items()
+    ]
+
+
+def flat_view(p: Tensor) -> Tensor | None:
+    """A flat view of ``p``'s values (of its real view when complex); ``None`` when ``p`` is not
+    contiguous (a flat copy would go stale)."""
+    t = p.detach()
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    return t.view(-1) if t.is_contiguous() else None
+
+
+def read_back(parts: Sequence[Tensor], device: torch.device) -> list[float]:
+    """All ``parts`` as one list of floats, in one host synchronisation."""
+    if not parts:
+        return []
+    flat = [t.reshape(-1).to(device=device, dtype=torch.float64) for t in parts]
+    return torch.cat(flat).tolist()

@@ -83,23 +83,18 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from unstuck.diagnose.effective_lr import (
-    Scale,
-    batched,
-    group_of,
-    optimizer_family,
-    rectification,
-    scales,
-    unwrap,
-)
+from unstuck.diagnose.effective_lr import Scale, optimizer_family, unwrap
 from unstuck.diagnose.flat_rows import (
     Layout,
     capacity,
+    flat_view,
+    layouts,
+    read_back,
     segment_dots,
     segment_norms,
-    segment_reduce,
     tensor_norms,
 )
+from unstuck.diagnose.moments import Copy, SecondMoments
 from unstuck.diagnose.records import (
     check_loss,
     decode,
@@ -181,34 +176,24 @@ class Monitor:
         self.effective_lr_every = effective_lr_every
         self.names: list[str] = list(trainable)
         self._params: list[Tensor] = list(trainable.values())
-        self._sizes = [p.numel() for p in self._params]
-        flat_groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
-        for i, p in enumerate(self._params):
-            flat_groups.setdefault((p.device, p.dtype), []).append(i)
-        self._flat_groups = list(flat_groups.values())
         self._device = self._params[0].device
         self._one_device = all(p.device == self._device for p in self._params)
         self._records: deque[dict[str, Any]] = deque(maxlen=history)
         self._count = 0  # observes so far
         self._steps = 0  # optimizer steps so far (post-step hook)
-        self._family = optimizer_family(optimizer)
-        self._inner = unwrap(optimizer)
-        self._groups: dict[int, dict[str, Any]] = {}
-        self._groups_key: tuple[int, ...] = ()
-        self._layouts: list[Layout] = []
-        for (device, dtype), idx in groups_by_device_dtype(self._params).items():
-            sizes = [self._sizes[i] * (2 if self._params[i].is_complex() else 1) for i in idx]
-            self._layouts.append(Layout(idx, sizes, device, dtype))
+        self._layouts = layouts(self._params)
         self._pointers: list[int] = []
         self._flats: list[Tensor | None] = []
-        self._device = self._params[0].device
         numel = max(layout.numel for layout in self._layouts)
         element = max(p.element_size() for p in self._params)
-        self._capacity = capacity(numel, element, buffers=3 if self._family is None else 4)
+        family = optimizer_family(optimizer)
+        self._capacity = capacity(numel, element, buffers=3 if family is None else 4)
+        self._moments = None if family is None else SecondMoments(
+            unwrap(optimizer), family, self._params, self._layouts, self._capacity, self._device
+        )
         self._rows: list[_Rows] | None = None  # allocated at the first observe
         self._frames: list[_Frame] = []
         self._carried = False  # frames[0] was reduced already (kept for its update)
-        self._state_rows = 0  # rows of the state buffers in use
         self._prev_update_valid = False  # rows.u[0] holds the update that ends at frames[0]
         self._first_nonfinite: dict[str, int] = {}
         self._first_nonfinite_forward: tuple[str, int] | None = None
@@ -271,13 +256,13 @@ class Monitor:
         frame = _Frame(self._steps)
         previous = self._frames[-1] if self._frames else None
         if (
-            self._family is not None
+            self._moments is not None
             and previous is not None
             and previous.record is not None
             and previous.record["wants_lr"]
             and self._steps - previous.steps == 1
         ):
-            self._read_state(frame, previous)
+            frame.moments, previous.rect = self._moments.copy()
         self._frames.append(frame)
         return frame
 
@@ -287,7 +272,7 @@ class Monitor:
         pointers = [p.data_ptr() for p in self._params]
         if pointers != self._pointers:
             self._pointers = pointers
-            self._flats = [_flat_view(p) for p in self._params]
+            self._flats = [flat_view(p) for p in self._params]
         return [p if f is None else f for p, f in zip(self._params, self._flats, strict=True)]
 
     def _sample(self, frame: _Frame, k: int, loss_t: Tensor | None) -> None:
@@ -299,30 +284,6 @@ class Monitor:
         frame.loss = loss_t
         frame.flags = self._flags
         frame.record = pending(k, present, (k // self.every) % self.effective_lr_every == 0)
-
-    def _read_state(self, frame: _Frame, previous: _Frame) -> None:
-        """Copy the second moments the step after ``previous`` left (its effective lr)."""
-        assert self._rows is not None
-        key = tuple(id(g["params"]) for g in self._inner.param_groups)
-        if key != self._groups_key:
-            self._groups, self._groups_key = group_of(self._inner), key
-        found = scales(self._inner, self._params, family=self._family, groups=self._groups)
-        previous.rect = rectification(
-            self._inner, self._params, family=self._family, groups=self._groups
-        )
-        if found is None or not any(s is not None for s in found):
-            return
-        row, self._state_rows = self._state_rows, self._state_rows + 1
-        for rows in self._rows:
-            layout = rows.layout
-            if rows.v is None:
-                rows.v = layout.empty(self._capacity)
-            layout.copy_row(rows.v[row], [s.x if s is not None else None for s in (
-                found[i] for i in layout.index)])
-        frame.state_row = row
-        constants = [None if s is None else (s.lr, s.c, s.eps) for s in found]
-        frame.scales = constants
-        frame.uniform = None not in constants and len(set(constants)) == 1
 
     # ----------------------------------------------------------------------------- reduce
     def _reduce(self, final: bool = False) -> None:
@@ -391,10 +352,11 @@ class Monitor:
                 parts.append(torch.stack(losses))
             except RuntimeError:  # losses of different dtypes or devices
                 parts.append(torch.stack([x.to(self._device, torch.float64) for x in losses]))
-        lr_frames = [j for j in range(1, m) if frames[j].state_row is not None]
+        lr_frames = [j for j in range(1, m) if frames[j].moments is not None]
         if lr_frames:
-            parts.append(self._lr_statistics([frames[j] for j in lr_frames]))
-        values = _read_back(eager + parts, self._device)
+            assert self._moments is not None
+            parts.append(self._moments.statistics([frames[j].moments for j in lr_frames]))
+        values = read_back(eager + parts, self._device)
         n_eager = len(sampled) + len(eager) - len(totals)
         self._store(frames, sampled, valid, plan, values[:n_eager], values[n_eager:], lr_frames)
         # keep the last frame (its update needs the next snapshot) and the last update
@@ -403,55 +365,12 @@ class Monitor:
             rows.u[0].copy_(rows.u[m - 1])
         last = frames[-1]
         last.grad_norms = None  # reduced already
-        last.state_row = None
+        last.moments = None
         self._prev_update_valid = valid[m - 1]
         self._frames = [last]
         self._carried = True
-        self._state_rows = 0
-
-    def _state_scales(self, frame: _Frame) -> list[Scale | None]:
-        """The :class:`Scale` of every parameter, its second moment a view of the copied row."""
-        assert self._rows is not None and frame.scales is not None
-        views: list[Tensor | None] = [None] * len(self._params)
-        for rows in self._rows:
-            layout = rows.layout
-            assert rows.v is not None
-            for i, view in zip(layout.index, layout.segments(rows.v[frame.state_row])):
-                views[i] = view
-        return [
-            None if s is None else Scale(views[i], *s)  # type: ignore[arg-type]
-            for i, s in enumerate(frame.scales)
-        ]
-
-    def _lr_statistics(self, frames: list[_Frame]) -> Tensor:
-        """:func:`~unstuck.diagnose.effective_lr.batched`'s numbers for the copied state rows
-        of ``frames``, frame after frame: per tensor the largest ``x`` and ``-x`` and the median
-        of ``-x``, then the global median.
-
-        The usual case (one layout, every tensor present, one scale per row) takes the largest
-        and smallest values of all the rows together and the medians row by row (a median along
-        a dimension is several times slower than medians of contiguous rows). Otherwise every
-        statistic row by row."""
-        rows = self._rows[0] if self._rows is not None and len(self._rows) == 1 else None
-        first = frames[0].state_row
-        contiguous = all(f.state_row == first + r for r, f in enumerate(frames))
-        if rows is None or rows.v is None or not contiguous or not all(f.uniform for f in frames):
-            return torch.cat([
-                torch.stack([t.to(self._device, torch.float64) for t in batched(
-                    self._state_scales(f))])
-                for f in frames
-            ])
-        layout = rows.layout
-        x = rows.v[first : first + len(frames)]
-        negated = torch.neg(x)
-        top = segment_reduce(x, layout, "amax")
-        bottom = segment_reduce(x, layout, "amin").neg_()
-        medians = torch.stack([
-            torch.stack([row[a:b].median() for a, b in layout.bounds] + [row.median()])
-            for row in negated
-        ])
-        columns = [top, bottom, medians]
-        return torch.cat(columns, dim=1).to(torch.float64)
+        if self._moments is not None:
+            self._moments.reset()
 
     def _store(
         self,
@@ -474,7 +393,7 @@ class Monitor:
                 loss_at[j], pos = pos, pos + 1
         lr: dict[int, tuple[int, list[Scale | None]]] = {}
         for j in lr_frames:
-            found = _scale_constants(frames[j])
+            found = frames[j].moments.scales()  # type: ignore[union-attr]
             lr[j] = (pos, found)
             pos += 3 * sum(s is not None for s in found) + 1
         chunk = Chunk(plan, values, len(self._params), lr)
@@ -487,13 +406,15 @@ class Monitor:
             if not math.isfinite(eager[r]):
                 grad = chunk.gradients(r, record["present"])[0]
                 record["nonfinite_grads"] = self._nonfinite(frame, grad)
-            flags = eager[flags_at : flags_at + len(frame.flags)]
-            flags_at += len(frame.flags)
-            forward = next((name for (name, _), ok in zip(frame.flags, flags) if not ok), None)
-            record["nonfinite_forward"] = forward
-            if forward is not None and self._first_nonfinite_forward is None:
-                self._first_nonfinite_forward = (forward, record["step"])
-            frame.loss, frame.flags = None, []
+            if frame.flags:
+                flags = eager[flags_at : flags_at + len(frame.flags)]
+                flags_at += len(frame.flags)
+                forward = next((name for (name, _), ok in zip(frame.flags, flags) if not ok), None)
+                record["nonfinite_forward"] = forward
+                if forward is not None and self._first_nonfinite_forward is None:
+                    self._first_nonfinite_forward = (forward, record["step"])
+                frame.flags = []
+            frame.loss = None
         # row j of the update tables is the update that followed frames[j]
         for j in range(len(frames) - 1):
             record = frames[j].record
@@ -594,25 +515,22 @@ class Monitor:
         )
 
 
-
 class _Rows:
     """The row buffers of one :class:`Layout`: parameters (one extra row for the frame kept
-    from the last reduction), updates (row 0: the last update), second moments."""
+    from the last reduction) and updates (row 0: the last update)."""
 
     def __init__(self, layout: Layout, rows: int) -> None:
         self.layout = layout
         self.p = layout.empty(rows + 1)
         self.u = layout.empty(rows + 1)
         self.scratch = layout.empty(rows)  # products for the dot products
-        self.v: Tensor | None = None  # allocated when an optimizer with a scale has state
 
 
 class _Frame:
     """One observe that was snapshotted: row ``j`` of the parameter buffers for frame ``j``."""
 
     __slots__ = (
-        "flags", "grad_norms", "loss", "record", "rect", "scales", "state_row", "steps",
-        "uniform",
+        "flags", "grad_norms", "loss", "moments", "record", "rect", "steps",
     )
 
     def __init__(self, steps: int) -> None:
@@ -622,40 +540,4 @@ class _Frame:
         self.flags: list[tuple[str, Tensor]] = []
         self.record: dict[str, Any] | None = None  # sampled: its record, until complete
         self.rect: dict[str, Any] | None = None
-        self.state_row: int | None = None  # the second moments the step before it left
-        self.scales: list[tuple[float, float, float] | None] | None = None
-        self.uniform = False  # every tensor has a scale, the same for all
-
-
-def _scale_constants(frame: _Frame) -> list[Scale | None]:
-    """The frame's scales without their tensors (what decoding needs)."""
-    assert frame.scales is not None
-    return [None if s is None else Scale(None, *s) for s in frame.scales]  # type: ignore[arg-type]
-
-
-def _flat_view(p: Tensor) -> Tensor | None:
-    """A flat view of ``p``'s values (of its real view when complex); ``None`` when ``p`` is not
-    contiguous (a flat copy would go stale)."""
-    t = p.detach()
-    if t.is_complex():
-        t = torch.view_as_real(t)
-    return t.view(-1) if t.is_contiguous() else None
-
-
-def _read_back(parts: list[Tensor], device: torch.device) -> list[float]:
-    """All ``parts`` as one list of floats, in one host synchronisation."""
-    if not parts:
-        return []
-    flat = [t.reshape(-1).to(device=device, dtype=torch.float64) for t in parts]
-    return torch.cat(flat).tolist()
-
-
-def groups_by_device_dtype(
-    params: list[Tensor],
-) -> dict[tuple[torch.device, torch.dtype], list[int]]:
-    """Parameter positions grouped by (device, dtype); complex parameters by their real view."""
-    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
-    for i, p in enumerate(params):
-        dtype = p.real.dtype if p.is_complex() else p.dtype
-        groups.setdefault((p.device, dtype), []).append(i)
-    return groups
+        self.moments: Copy | None = None  # the second moments the step before it left
