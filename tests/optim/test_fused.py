@@ -133,6 +133,54 @@ def test_fused_matches_reference_on_random_shapes(
     check(name, draw(name, random.Random(seed), trial), tuple(shapes), dtype, seed, 30)
 
 
+# Tensors of 8+ elements (read in place) that share blocks: (3, 4) x 3 and (2, 2, 3) x 2 fit
+# three to a block of 40, (13, 3) is cut into ranges of rows; 1-D ones stay stacked.
+SHARED_BLOCKS: tuple[tuple[int, ...], ...] = (
+    (3, 4), (5,), (3, 4), (2, 2, 3), (3, 4), (2, 2, 3), (13, 3), (5,),
+)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", ("Ranger", "RangerLARS", "LARS", "Adam", "RMSprop"))
+def test_large_tensors_sharing_a_block(name: str, dtype: torch.dtype) -> None:
+    """Gradient Centralization tensor by tensor into a shared block, LARS' ratio in the
+    kernel and RangerLARS' ratio in the step size for several tensors of one block, and
+    Lookahead's sync block by block."""
+    for trial in range(4):
+        hyper = draw(name, random.Random(f"shared-{name}-{trial}"), trial)
+        check(name, hyper, SHARED_BLOCKS, dtype, trial, 40)
+
+
+@pytest.mark.parametrize("name", ("LARS", "RangerLARS"))
+def test_trust_ratios_kept_on_the_device(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The accelerator path (ratios never read on the host) still matches the reference."""
+    from unstuck.optim import fused_trust_ratio
+
+    monkeypatch.setattr(fused_trust_ratio, "reads_on_host", lambda device: False)
+    for dtype in DTYPES:
+        for trial in range(4):
+            check(name, draw(name, random.Random(f"device-{trial}"), trial), SHAPES, dtype,
+                  trial, 40)
+
+
+def test_ranger_missing_slow_weights_are_created_after_the_update() -> None:
+    """A slow weight missing at a sync step (a checkpoint without it) is copied from the
+    updated parameter, as the reference chain does, not block by block before it."""
+    def final(fused: bool) -> list[torch.Tensor]:
+        init, grad = make_problem(SHARED_BLOCKS, torch.float64, 3)
+        params = [p.clone().requires_grad_() for p in init]
+        opt = unstuck.Ranger(params, lr=2e-2, k=2, fused=fused)
+        for step in range(12):
+            for p, g in zip(params, grad(params, step), strict=True):
+                p.grad = g
+            if step == 9:
+                del opt.state[params[2]]["lookahead_slow"]
+            opt.step()
+        return [p.detach() for p in params]
+
+    assert max_relative_difference(final(True), final(False)) <= TOLERANCE[torch.float64]
+
+
 def test_lookahead_fused_sync_matches_reference() -> None:
     for dtype in DTYPES:
         runs = [

@@ -26,6 +26,7 @@ __all__ = [
     "Workspace",
     "add_members_",
     "broadcastable",
+    "centered_block",
     "centered_grads",
     "centralize_rows_",
     "member_norms",
@@ -253,11 +254,26 @@ def centered_grads(
     if layout.flat:
         yield Block(layout.flat, torch.Size()), [grads[i] for i in layout.flat]
     for block in layout.multi_blocks:
-        members = block.select(grads)
-        if len(members) == 1 and members[0].shape == block.shape:  # read in place
-            w, views = workspace.block(block, members[0])
-            centralize_rows_(w, source=members[0])
-        else:
-            w, views = stacked(block, grads, workspace)
-            centralize_rows_(w)
-        yield block, views
+        yield block, centered_block(block, grads, workspace)[1]
+
+
+def centered_block(
+    block: Block, grads: Sequence[Tensor], workspace: Workspace, slot: int = 0
+) -> tuple[Tensor, list[Tensor]]:
+    """The block's gradients centralized into the workspace (an ``(N, *shape)`` tensor and
+    its per-tensor views). Large tensors are read in place, tensor by tensor (stacking them
+    first would cost a copy); small ones are stacked, then centralized in one op."""
+    members = block.select(grads)
+    if any(g.shape != block.shape for g in members) or (
+        len(members) > 1 and block.shape.numel() < LARGE_TENSOR
+    ):  # stacked (which raises for a tensor whose shape changed)
+        w, views = stacked(block, grads, workspace, slot)
+        centralize_rows_(w)
+        return w, views
+    w, views = workspace.block(block, members[0], slot)
+    if len(members) == 1:
+        centralize_rows_(w, source=members[0])
+    else:
+        for view, g in zip(views, members, strict=True):
+            centralize_rows_(view.unsqueeze(0), source=g)
+    return w, views

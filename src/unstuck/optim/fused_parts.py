@@ -28,6 +28,7 @@ __all__ = [
     "lookahead_sync_",
     "pick",
     "state_list",
+    "sync_slow_weights",
     "zeros",
 ]
 
@@ -81,9 +82,10 @@ def chain_directions(
     for block in which:
         members = block.select(b.grads)
         if len(members) > 1 or members[0].shape != block.shape:
-            u, views = blocks.stacked(block, b.grads, workspace)
-            if centralize and u.dim() > 2:
-                blocks.centralize_rows_(u)
+            if centralize and len(block.shape) > 1:
+                u, views = blocks.centered_block(block, b.grads, workspace)
+            else:
+                u, views = blocks.stacked(block, b.grads, workspace)
             if maximize:
                 u.neg_()
             if weight_decay != 0:
@@ -116,6 +118,17 @@ def lookahead(b: FusedBucket) -> None:
     if b.step % b.group["k"] == 0:
         slow = state_list(b, "lookahead_slow", tr.slow_copy)
         lookahead_sync_(slow, b.params, b.group["alpha"])
+
+
+def sync_slow_weights(b: FusedBucket) -> list[Tensor] | None:
+    """The slow weights when this step ends with Lookahead's sync and every parameter has
+    them (so that the sync may run chunk by chunk, each chunk right after its update);
+    ``None`` otherwise (no sync, or :func:`lookahead` creates the missing ones after the
+    update, as the reference chain does)."""
+    if b.step % b.group["k"] != 0:
+        return None
+    slow = [s.get("lookahead_slow") for s in b.states]
+    return None if any(x is None for x in slow) else slow  # type: ignore[return-value]
 
 
 def lookahead_sync_(slow: list[Tensor], fast: list[Tensor], alpha: float) -> None:

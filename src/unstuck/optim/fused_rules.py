@@ -34,8 +34,10 @@ from unstuck.optim.fused_parts import (
     chain_directions,
     grad_chunks,
     lookahead,
+    lookahead_sync_,
     pick,
     state_list,
+    sync_slow_weights,
 )
 from unstuck.optim.fused_trust_ratio import LarsRule, RangerLarsRule
 
@@ -98,14 +100,23 @@ class RAdamRule(FusedRule):
             weight_decay = weight_decay * lr / step_size if step_size != 0 else 0.0
         exp_avgs, exp_avg_sqs = state_list(b, "exp_avg"), state_list(b, "exp_avg_sq")
         no_bias_correction = kernels.step_tensor(math.inf, b.params[0])
-        for chunk, grads in grad_chunks(b, workspace):
+        # Lookahead's sync, chunk by chunk right after the chunk's update (its parameters are
+        # still in cache): slow weights are read and written once, the parameters not re-read.
+        slow = sync_slow_weights(b) if self.lookahead else None
+        chunks = grad_chunks(b, workspace)
+        if slow is not None and not b.group.get("centralize"):  # cache-sized chunks
+            chunks = ((c, pick(b.grads, c)) for c in workspace.layout(b.params).all_blocks)
+        for chunk, grads in chunks:
+            params = pick(b.params, chunk)
             kernels.adam_(
-                pick(b.params, chunk), grads, pick(exp_avgs, chunk),
+                params, grads, pick(exp_avgs, chunk),
                 pick(exp_avg_sqs, chunk), [], no_bias_correction,
                 lr=step_size, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
                 eps=group["eps"], amsgrad=False, maximize=group["maximize"], decoupled=decoupled,
             )
-        if self.lookahead:
+            if slow is not None:
+                lookahead_sync_(pick(slow, chunk), params, group["alpha"])
+        if self.lookahead and slow is None:
             lookahead(b)
         return True
 

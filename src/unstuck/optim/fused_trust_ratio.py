@@ -20,7 +20,15 @@ from unstuck.optim import blocks, kernels
 from unstuck.optim import transforms as tr
 from unstuck.optim.blocks import Workspace
 from unstuck.optim.fused import FusedBucket, FusedRule
-from unstuck.optim.fused_parts import Momentum, chain_directions, lookahead, pick, state_list
+from unstuck.optim.fused_parts import (
+    Momentum,
+    chain_directions,
+    lookahead,
+    lookahead_sync_,
+    pick,
+    state_list,
+    sync_slow_weights,
+)
 
 __all__ = ["LarsRule", "RangerLarsRule"]
 
@@ -43,13 +51,38 @@ class LarsRule(FusedRule):
                 flat = blocks.Block(layout.flat, torch.Size())
                 momentum.step(flat, pick(b.grads, flat), weight_decay=0.0,
                               maximize=group["maximize"])
+        in_place = _ratio_in_kernel(group, b.params[0].device, momentum)
         for block in scaled:
+            if in_place and block.shape.numel() >= blocks.LARGE_TENSOR:
+                self._in_kernel(b, block, momentum)
+                continue
             rows = layout.row_blocks(block)
             if rows is None:
                 self._stacked(b, block, workspace, momentum)
             else:
                 self._two_pass(b, block, rows, workspace, momentum)
         return True
+
+    def _in_kernel(self, b: FusedBucket, block: blocks.Block, momentum: Momentum) -> None:
+        """Large tensors, each in two passes over its own memory: the norms (one call for the
+        block), then one SGD kernel call that applies the ratio ``r`` itself, read on the
+        host: its L2 term makes ``g' = ±g + wd * p`` and its dampening ``1 - r`` adds
+        ``r g'`` to the buffer (without momentum, ``lr * r`` steps along ``g'``). No
+        direction is written anywhere."""
+        group = b.group
+        params, grads = block.select(b.params), block.select(b.grads)
+        buffers = block.select(momentum.buffers) if momentum.momentum != 0 else None
+        norms = torch._foreach_norm([*params, *grads])
+        n = len(params)
+        lr, wd, mu = float(group["lr"]), group["weight_decay"], momentum.momentum
+        for k in range(n):
+            r = _host_ratio(group, float(norms[k]), float(norms[n + k]))
+            kernels.sgd_(
+                [params[k]], [grads[k]], [buffers[k]] if buffers is not None else [],
+                lr=lr if buffers is not None else lr * r, momentum=mu,
+                dampening=1.0 - r if buffers is not None else 0.0, nesterov=False,
+                weight_decay=wd, maximize=group["maximize"], first_step=False,
+            )
 
     def _ratios(self, group: dict[str, Any], p_norms: Tensor, u_norms: Tensor) -> Tensor:
         wd = group["weight_decay"]
@@ -105,6 +138,30 @@ class LarsRule(FusedRule):
             momentum.step(chunk, directions, weight_decay=0.0, maximize=False)
 
 
+def reads_on_host(device: torch.device) -> bool:
+    """Whether trust ratios are read on the host (Python floats passed to the kernels): on
+    the CPU, where reading a norm is free; an accelerator keeps them on the device (a read
+    would wait for it) and scales the direction instead."""
+    return device.type == "cpu"
+
+
+def _ratio_in_kernel(group: dict[str, Any], device: torch.device, momentum: Momentum) -> bool:
+    """Whether :meth:`LarsRule._in_kernel` applies: on the CPU (the ratio is read on the
+    host, which would synchronize an accelerator), the raw gradient as the direction (no
+    centralization), no Nesterov term (it adds the unscaled ``g'``) and every buffer
+    already there (a first step sets ``b = g'``, unscaled)."""
+    return (reads_on_host(device) and not group.get("centralize")
+            and not group.get("nesterov", False) and not momentum.fresh)
+
+
+def _host_ratio(group: dict[str, Any], p_norm: float, u_norm: float) -> float:
+    """:meth:`LarsRule._ratios` of one tensor, on the host."""
+    if p_norm > 0 and u_norm > 0:
+        wd = group["weight_decay"]
+        return group["trust_coefficient"] * p_norm / (u_norm + wd * p_norm + group["eps"])
+    return 1.0
+
+
 def _centralized(group: dict[str, Any], block: blocks.Block) -> bool:
     return bool(group.get("centralize")) and len(block.shape) > 1
 
@@ -156,14 +213,25 @@ class RangerLarsRule(FusedRule):
                                     -group["weight_decay"])
             return p_norms, blocks.norms(d)
 
+        lr = float(group["lr"])
+        host = reads_on_host(b.params[0].device)
+        slow = sync_slow_weights(b)  # Lookahead's sync block by block, while it is in cache
         for block in layout.all_tensor_blocks:
             rows = layout.row_blocks(block)
             if rows is None:  # one pass: the block stays in cache
                 ((_, _, u_views),) = chain_directions(b, workspace, [block])
                 d, d_views = workspace.block(block, b.params[block.indices[0]], slot=2)
-                d.mul_(blocks.broadcastable(self._ratios(group, *direction(
-                    block, u_views, d, d_views)), d))
-                kernels.axpy_(pick(b.params, block), d_views, float(group["lr"]))
+                p_norms, d_norms = direction(block, u_views, d, d_views)
+                params = pick(b.params, block)
+                if host and block.shape.numel() >= blocks.LARGE_TENSOR:  # lr * r per tensor
+                    for p, d_view, pn, dn in zip(params, d_views, p_norms.tolist(),
+                                                 d_norms.tolist(), strict=True):
+                        kernels.axpy_([p], [d_view], lr * self._host_ratio(group, pn, dn))
+                else:  # small tensors: one multiplication, one kernel call for the block
+                    d.mul_(blocks.broadcastable(self._ratios(group, p_norms, d_norms), d))
+                    kernels.axpy_(params, d_views, lr)
+                if slow is not None:
+                    lookahead_sync_(pick(slow, block), params, group["alpha"])
                 continue
             (p,) = block.select(b.params)  # a large tensor: d for all of it, rows in cache
             d_all = workspace.get(p, p.numel(), slot=2).view(p.shape)
@@ -172,13 +240,27 @@ class RangerLarsRule(FusedRule):
                 d = d_all[chunk.rows].unsqueeze(0)
                 squares.append(torch.cat(direction(chunk, u_views, d, [d[0]])))
             p_norm, d_norm = torch.linalg.vector_norm(torch.stack(squares), dim=0)
-            ratio = self._ratios(group, p_norm, d_norm)
+            if host:
+                step = lr * self._host_ratio(group, float(p_norm), float(d_norm))
+            else:
+                ratio = self._ratios(group, p_norm, d_norm)
             for chunk in rows:  # the update, range by range (d is read once, from cache)
                 d = d_all[chunk.rows]
-                d.mul_(ratio)
-                kernels.axpy_([p[chunk.rows]], [d], float(group["lr"]))
-        lookahead(b)
+                if not host:
+                    d.mul_(ratio)
+                kernels.axpy_([p[chunk.rows]], [d], step if host else lr)
+                if slow is not None:
+                    lookahead_sync_(pick(slow, chunk), [p[chunk.rows]], group["alpha"])
+        if slow is None:
+            lookahead(b)
         return True
+
+    @staticmethod
+    def _host_ratio(group: dict[str, Any], p_norm: float, d_norm: float) -> float:
+        """:meth:`_ratios` of one tensor, on the host."""
+        if p_norm > 0 and d_norm > 0:
+            return min(max(p_norm / d_norm, 0.0), group["max_trust_ratio"])
+        return 1.0
 
     def _ratios(self, group: dict[str, Any], p_norms: Tensor, d_norms: Tensor) -> Tensor:
         return torch.where(
