@@ -1,21 +1,25 @@
 """Time a training step of the digits MLP with and without :class:`unstuck.diagnose.Monitor`.
 
 Digits MLP (64-64-10) from ``unstuck.lab.tasks``, batch 64, Adam (unstuck's and torch.optim's),
-one CPU thread. A step is ``zero_grad; forward; backward; [observe]; step``; the table gives the
-mean time per step over many steps after a warm-up (the mean, not the median: the monitor reduces
-its buffered copies every few dozen steps, and that cost must count; the final ``flush()`` is
-included), the best of three interleaved runs, and the overhead relative to the plain step. The
-last column is the one-off cost of reading the history afterwards (building the per-tensor
-records), per record. Times are this process's CPU time (``time.process_time``), so other work on
-a shared machine disturbs them less than wall-clock time would; on a quiet machine the two agree.
+one CPU thread. A step is ``zero_grad; forward; backward; [observe]; step``. Every configuration
+(no monitor, and the monitor settings below) trains its own copy of the model, and the runs are
+interleaved in blocks of a few steps, round after round, so that the machine's drifts in speed
+(other tenants, frequency changes) hit all of them alike; the table gives the mean time per step
+over all rounds after a warm-up (the mean, not the median: the monitor reduces its buffered
+copies every few dozen steps, and that cost must count; the final ``flush()`` is included) and
+the overhead relative to the plain step. The last column is the one-off cost of reading the
+history afterwards (building the per-tensor records), per record. Times are this process's CPU
+time (``time.process_time``).
 
-Usage: .venv/bin/python benchmarks/monitor_overhead.py [--steps N]
+Usage: .venv/bin/python benchmarks/monitor_overhead.py [--steps N] [--block B]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -23,82 +27,90 @@ import unstuck
 from unstuck.diagnose.monitor import Monitor
 from unstuck.lab.tasks import digits_mlp
 
+CONFIGURATIONS: dict[str, tuple[int, int] | None] = {  # label: (every, effective_lr_every)
+    "none": None,
+    "every=1 (default)": (1, 10),
+    "every=1, effective_lr_every=1": (1, 1),
+    "every=1, effective_lr_every=100": (1, 100),
+    "every=10": (10, 10),
+}
 
-def time_steps(
-    make_opt, every: int | None, steps: int, warmup: int = 200, lr_every: int = 10
-) -> tuple[float, float]:
-    """Mean seconds per training step and per record read from the history afterwards
-    (``every=None``: no monitor; ``lr_every``: the monitor's ``effective_lr_every``)."""
-    task = digits_mlp()
-    model = task.make_model(0)
-    opt = make_opt(model.parameters())
-    monitor = (
-        Monitor(model, opt, every=every, history=steps + warmup, effective_lr_every=lr_every)
-        if every
-        else None
-    )
-    x_all, y_all = task.train.inputs, task.train.targets
-    n = x_all.shape[0] // 64
-    batches = [(x_all[64 * j : 64 * j + 64], y_all[64 * j : 64 * j + 64]) for j in range(n)]
 
-    def run(count: int, offset: int) -> None:
-        for i in range(offset, offset + count):
-            x, y = batches[i % n]
-            opt.zero_grad()
-            loss = task.loss(model(x), y)
+class Run:
+    """One configuration: a model, its optimizer, maybe a monitor, and its time so far."""
+
+    def __init__(self, make_opt: Callable[[Any], torch.optim.Optimizer],
+                 setting: tuple[int, int] | None, history: int) -> None:
+        self.task = digits_mlp()
+        self.model = self.task.make_model(0)
+        self.opt = make_opt(self.model.parameters())
+        self.monitor = None
+        if setting is not None:
+            every, lr_every = setting
+            self.monitor = Monitor(self.model, self.opt, every=every, history=history,
+                                   effective_lr_every=lr_every)
+        x, y = self.task.train.inputs, self.task.train.targets
+        n = x.shape[0] // 64
+        self.batches = [(x[64 * j : 64 * j + 64], y[64 * j : 64 * j + 64]) for j in range(n)]
+        self.i = 0
+        self.seconds = 0.0
+
+    def steps(self, count: int, timed: bool) -> None:
+        start = time.process_time()
+        for _ in range(count):
+            x, y = self.batches[self.i % len(self.batches)]
+            self.i += 1
+            self.opt.zero_grad()
+            loss = self.task.loss(self.model(x), y)
             loss.backward()
-            if monitor is not None:
-                monitor.observe(loss)
-            opt.step()
+            if self.monitor is not None:
+                self.monitor.observe(loss)
+            self.opt.step()
+        if timed:
+            self.seconds += time.process_time() - start
 
-    run(warmup, 0)
-    start = time.process_time()
-    run(steps, warmup)
-    if monitor is not None:
-        monitor.flush()
-    elapsed = time.process_time() - start
-    if monitor is None:
-        return elapsed / steps, 0.0
-    start = time.process_time()
-    records = len(monitor.history)
-    read = time.process_time() - start
-    assert records == (steps + warmup + every - 1) // every
-    monitor.close()
-    return elapsed / steps, read / records
+    def finish(self) -> float:
+        """Flush the monitor (timed); returns the seconds per record of reading the history."""
+        if self.monitor is None:
+            return 0.0
+        start = time.process_time()
+        self.monitor.flush()
+        self.seconds += time.process_time() - start
+        start = time.process_time()
+        records = len(self.monitor.history)
+        read = time.process_time() - start
+        self.monitor.close()
+        return read / records
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=4000, help="timed steps per configuration")
+    parser.add_argument("--block", type=int, default=25, help="steps per turn")
+    parser.add_argument("--warmup", type=int, default=200)
     args = parser.parse_args()
     torch.set_num_threads(1)
     optimizers = {
         "unstuck.Adam": lambda p: unstuck.Adam(p, lr=1e-3),
         "torch.optim.Adam": lambda p: torch.optim.Adam(p, lr=1e-3),
     }
-    configurations = {  # label: (every, effective_lr_every)
-        "every=1 (default)": (1, 10),
-        "every=1, effective_lr_every=1": (1, 1),
-        "every=10": (10, 10),
-    }
-    print(f"{'optimizer':<18} {'monitor':<31} {'ms/step':>8} {'overhead':>9} {'read/record':>12}")
+    print(f"{'optimizer':<18} {'monitor':<33} {'ms/step':>8} {'overhead':>9} {'read/record':>12}")
     for name, make in optimizers.items():
-        # interleave the runs so that drift in the machine's speed hits all of them alike
-        base: list[float] = []
-        results: dict[str, list[tuple[float, float]]] = {label: [] for label in configurations}
-        for _ in range(3):
-            base.append(time_steps(make, None, args.steps)[0])
-            for label, (every, lr_every) in configurations.items():
-                results[label].append(time_steps(make, every, args.steps, lr_every=lr_every))
-        b = min(base)
-        print(f"{name:<18} {'none':<31} {b * 1e3:8.3f}")
-        for label, runs in results.items():
-            t = min(step for step, _ in runs)
-            read = min(r for _, r in runs)
-            print(
-                f"{name:<18} {label:<31} {t * 1e3:8.3f} {(t / b - 1) * 100:8.1f}% "
-                f"{read * 1e6:9.1f} us"
-            )
+        runs = {label: Run(make, setting, args.steps + args.warmup)
+                for label, setting in CONFIGURATIONS.items()}
+        for run in runs.values():
+            run.steps(args.warmup, timed=False)
+        for _ in range(args.steps // args.block):
+            for run in runs.values():
+                run.steps(args.block, timed=True)
+        reads = {label: run.finish() for label, run in runs.items()}
+        timed = (args.steps // args.block) * args.block
+        base = runs["none"].seconds / timed
+        for label, run in runs.items():
+            t = run.seconds / timed
+            extra = "" if label == "none" else (
+                f" {(t / base - 1) * 100:8.1f}% {reads[label] * 1e6:9.1f} us")
+            print(f"{name:<18} {label:<33} {t * 1e3:8.3f}{extra}")
 
 
 if __name__ == "__main__":

@@ -47,19 +47,3 @@ def test_copy_row_fills_missing_tensors_and_reports_presence():
     full = [torch.ones(2, dtype=torch.float64), torch.full((3,), 2.0, dtype=torch.float64)]
     assert layout.copy_row(row, full) is layout.all_present
     assert layout.copy_row(row, [None, full[1]])[0] is False and row[:2].isnan().all()
-
-
-def test_tensor_norms_dense_sparse_complex_missing_and_half():
-    from unstuck.diagnose.flat_rows import tensor_norms
-
-    dense = torch.tensor([3.0, 4.0])
-    # duplicate entries at index 2 sum to 2: the norm is sqrt(1 + 4)
-    sparse = torch.sparse_coo_tensor([[0, 2, 2]], [1.0, 1.0, 1.0], (4,), check_invariants=True)
-    complex_ = torch.tensor([3.0 + 4.0j])
-    big = torch.full((4,), 60000.0, dtype=torch.float16)  # its float16 norm would overflow
-    got = tensor_norms([dense, None, sparse, complex_, big])
-    assert [round(x.item(), 6) for x in got[:4]] == [5.0, 0.0, round(math.sqrt(5.0), 6), 5.0]
-    assert got[4].item() == pytest.approx(120000.0)
-    wide = torch.tensor([1e100, 1e100], dtype=torch.float64)
-    assert tensor_norms([wide])[0].item() == pytest.approx(math.sqrt(2) * 1e100)  # foreach path
-    assert tensor_norms([torch.tensor([1.0, math.nan])])[0].isnan()

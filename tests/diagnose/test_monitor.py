@@ -412,3 +412,34 @@ def test_sparse_complex_missing_and_mixed_dtype_parameters():
     assert record["grad_norm"] == pytest.approx(total, rel=1e-6)
     assert layers["z"]["weight_norm"] == pytest.approx(z_norm, rel=1e-6)
     assert record["nonfinite_grads"] == []
+
+
+def test_non_contiguous_parameter_takes_the_slow_copy_and_stays_exact():
+    class Transposed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(3, 4).t())  # (4, 3), not contiguous
+            self.b = nn.Parameter(torch.zeros(3))
+
+        def forward(self, x):
+            return x @ self.w + self.b
+
+    torch.manual_seed(0)
+    model = Transposed()
+    assert not model.w.is_contiguous()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(5, 4)
+    expected = []
+    with Monitor(model, opt) as monitor:
+        for _ in range(3):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            expected.append((model.w.grad.norm().item(), model.w.norm().item()))
+            monitor.observe()
+            opt.step()
+        history = monitor.history
+    for record, (grad, weight) in zip(history, expected, strict=True):
+        assert record["layers"]["w"]["grad_norm"] == pytest.approx(grad, rel=1e-6)
+        assert record["layers"]["w"]["weight_norm"] == pytest.approx(weight, rel=1e-6)
+    assert history[0]["layers"]["w"]["update_norm"] == pytest.approx(
+        0.1 * expected[0][0], rel=1e-5)

@@ -36,7 +36,6 @@ __all__ = [
     "segment_dots",
     "segment_norms",
     "segment_reduce",
-    "tensor_norms",
 ]
 
 ROW_BUDGET_BYTES = 64 * 2**20
@@ -152,45 +151,6 @@ def segment_reduce(rows: Tensor, layout: Layout, reduce: str) -> Tensor:
     return torch.segment_reduce(rows, reduce.removeprefix("a"), lengths=lengths, axis=1)
 
 
-def tensor_norms(tensors: Sequence[Tensor | None]) -> list[Tensor]:
-    """L2 norms of each tensor as 0-dim tensors on its device (0 for ``None``), as
-    :func:`torch.nn.utils.get_total_norm` takes them: one ``torch._foreach_norm`` for dense real
-    float32/float64 tensors, else one by one (a sparse tensor's norm is that of its coalesced
-    values, a complex one's that of its real view, a float16/bfloat16 one's accumulated in
-    float32 so that it does not overflow at 65504).
-
-    A non-finite norm means a non-finite element or a sum of squares beyond the range of the
-    dtype (a float32 norm above about 1.8e19, a float64 one above about 1.3e154), as in torch's
-    gradient clipping.
-    """
-    present = [t for t in tensors if t is not None]
-    if all(
-        t.layout == torch.strided and t.dtype in (torch.float32, torch.float64) for t in present
-    ):
-        try:
-            found = iter(torch._foreach_norm(present))
-        except RuntimeError:
-            pass
-        else:
-            return [_zero(present) if t is None else next(found) for t in tensors]
-    return [_zero(present) if t is None else _norm(t) for t in tensors]
-
-
-def _norm(t: Tensor) -> Tensor:
-    t = t.detach()
-    if t.layout != torch.strided:
-        t = t.coalesce().values() if t.layout == torch.sparse_coo else t.to_dense()
-    if t.is_complex():
-        t = torch.view_as_real(t)
-    wide = torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else None
-    return torch.linalg.vector_norm(t, dtype=wide)
-
-
-def _zero(present: Sequence[Tensor]) -> Tensor:
-    device = present[0].device if present else None
-    return torch.zeros((), device=device)
-
-
 def layouts(params: Sequence[Tensor]) -> list[Layout]:
     """One :class:`Layout` per (device, dtype) of ``params`` (a complex parameter goes with its
     real dtype and takes twice its number of elements)."""
@@ -215,8 +175,9 @@ def flat_view(p: Tensor) -> Tensor | None:
 
 
 def read_back(parts: Sequence[Tensor], device: torch.device) -> list[float]:
-    """All ``parts`` as one list of floats, in one host synchronisation."""
+    """All ``parts`` as one list of floats, in one host synchronisation (one ``torch.cat``,
+    which promotes mixed dtypes; parts on other devices are moved first)."""
     if not parts:
         return []
-    flat = [t.reshape(-1).to(device=device, dtype=torch.float64) for t in parts]
+    flat = [t.reshape(-1) if t.device == device else t.reshape(-1).to(device) for t in parts]
     return torch.cat(flat).tolist()

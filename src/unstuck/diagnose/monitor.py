@@ -39,21 +39,21 @@ only counts steps, so a step that was skipped (``GradScaler`` on overflow) or se
 two observes leave the update ``None`` rather than a wrong number. Anything else that changes the
 parameters between two observes counts as part of the update.
 
-Cost: an observe only *copies*: the parameters (and, when sampled, the gradients, and after a
-sampled step of an adaptive optimizer its second moments) go into one row of a preallocated buffer
-per device and dtype, one ``torch.cat(..., out=row)`` each (:mod:`unstuck.diagnose.flat_rows`). The
-norms, dot products, effective-lr statistics and the one read-back to the host are computed for all
-buffered rows together when the buffer is full (up to 64 rows within 64 MiB; one row on a large
-model) or when the history, the summary or the non-finite findings are read, so their fixed cost
-per torch call is shared by many steps; the per-tensor Python lists of the records are built only
-when the history is read (:mod:`unstuck.diagnose.reduced`). :meth:`flush` reduces on demand.
-Observes that are neither sampled nor next to a sampled one cost almost nothing. ``watch_forward``
-adds one ``isfinite`` test per module per forward pass. The exact per-tensor medians of the
-effective lr (one selection per tensor and one over all) cost about as much as everything else
-together on a small model, so ``effective_lr`` is computed on one sampled record in
-``effective_lr_every`` (default 10; 1: on every one). Measured by
-``benchmarks/monitor_overhead.py``. Nothing here changes the model, its gradients or the optimizer.
-Summary and JSON Lines live in :mod:`unstuck.diagnose.records`.
+Cost: an observe only *copies*: the parameters and, when sampled, the gradients go into one row
+of a preallocated buffer per device and dtype, with one ``torch._foreach_copy_`` (after a sampled
+step of an adaptive optimizer its second moments go into a row of another buffer). The norms, dot
+products, effective-lr statistics and the one read-back to the host are computed for all buffered
+rows together when the buffer is full (up to 64 rows within 64 MiB; one row on a large model) or
+when the history, the summary or the non-finite findings are read, so their fixed cost per torch
+call is shared by many steps (:mod:`unstuck.diagnose.flat_rows`); the per-tensor Python lists of
+the records are built only when the history is read (:mod:`unstuck.diagnose.reduced`).
+:meth:`flush` reduces on demand. Observes that are neither sampled nor next to a sampled one cost
+almost nothing. ``watch_forward`` adds one ``isfinite`` test per module per forward pass. The
+exact per-tensor medians of the effective lr (one selection per tensor and one over all) cost
+about as much as everything else together on a small model, so ``effective_lr`` is computed on
+one sampled record in ``effective_lr_every`` (default 10; 1: on every one). Measured by
+``benchmarks/monitor_overhead.py``. Nothing here changes the model, its gradients or the
+optimizer. Summary and JSON Lines live in :mod:`unstuck.diagnose.records`.
 
 Example:
     >>> import torch
@@ -92,7 +92,6 @@ from unstuck.diagnose.flat_rows import (
     read_back,
     segment_dots,
     segment_norms,
-    tensor_norms,
 )
 from unstuck.diagnose.moments import Copy, SecondMoments
 from unstuck.diagnose.records import (
@@ -183,11 +182,11 @@ class Monitor:
         self._steps = 0  # optimizer steps so far (post-step hook)
         self._layouts = layouts(self._params)
         self._pointers: list[int] = []
-        self._flats: list[Tensor | None] = []
+        self._flats: list[list[Tensor]] = []
         numel = max(layout.numel for layout in self._layouts)
         element = max(p.element_size() for p in self._params)
         family = optimizer_family(optimizer)
-        self._capacity = capacity(numel, element, buffers=3 if family is None else 4)
+        self._capacity = capacity(numel, element, buffers=4 if family is None else 5)
         self._moments = None if family is None else SecondMoments(
             unwrap(optimizer), family, self._params, self._layouts, self._capacity, self._device
         )
@@ -239,21 +238,37 @@ class Monitor:
             return
         if len(self._frames) == self._capacity + self._carried:
             self._reduce()
-        frame = self._add_frame()
+        frame, present = self._add_frame(sampled)
         if sampled:
-            self._sample(frame, k, loss_t)
+            frame.loss, frame.flags = loss_t, self._flags
+            lr = (k // self.every) % self.effective_lr_every == 0
+            frame.record = pending(k, present, lr)
         self._flags = []
 
-    def _add_frame(self) -> _Frame:
-        """Snapshot the parameters (and, after a sampled step, the optimizer state) now."""
+    def _add_frame(self, sampled: bool = False) -> tuple[_Frame, list[bool] | None]:
+        """Snapshot the parameters (and, sampled, the gradients; after a sampled step, the
+        optimizer state) now. Returns the frame and which tensors had a gradient (``None``:
+        all, or not sampled)."""
         if self._rows is None:
             self._rows = [_Rows(layout, self._capacity) for layout in self._layouts]
         j = len(self._frames)
-        flats = self._flat_params()
-        for rows in self._rows:
+        grads = [p.grad for p in self._params] if sampled else None
+        present: list[bool] | None = None
+        for rows, p_views in zip(self._rows, self._flat_params(), strict=True):
             layout = rows.layout
-            layout.copy_row(rows.p[j], [flats[i] for i in layout.index])
-        frame = _Frame(self._steps)
+            if grads is None:
+                layout.copy_row(rows.p[j], p_views)
+                continue
+            g_views = [grads[i] for i in layout.index]
+            if rows.copy_both(j, p_views, g_views):
+                continue
+            layout.copy_row(rows.p[j], p_views)
+            copied = layout.copy_row(rows.g[j], g_views, fill=0.0)
+            if copied is not layout.all_present:
+                present = present or [True] * len(self._params)
+                for i, there in zip(layout.index, copied, strict=True):
+                    present[i] = there
+        frame = _Frame(self._steps, sampled)
         previous = self._frames[-1] if self._frames else None
         if (
             self._moments is not None
@@ -264,26 +279,18 @@ class Monitor:
         ):
             frame.moments, previous.rect = self._moments.copy()
         self._frames.append(frame)
-        return frame
+        return frame, present
 
-    def _flat_params(self) -> list[Tensor]:
-        """Flat views of the parameters (real views of complex ones), cached while every
-        parameter keeps its storage (``p.data = ...`` replaces it)."""
+    def _flat_params(self) -> list[list[Tensor]]:
+        """Per layout, flat views of its parameters (real views of complex ones), cached while
+        every parameter keeps its storage (``p.data = ...`` replaces it)."""
         pointers = [p.data_ptr() for p in self._params]
         if pointers != self._pointers:
             self._pointers = pointers
-            self._flats = [flat_view(p) for p in self._params]
-        return [p if f is None else f for p, f in zip(self._params, self._flats, strict=True)]
-
-    def _sample(self, frame: _Frame, k: int, loss_t: Tensor | None) -> None:
-        """Take the gradient norms of a sampled observe and open its record."""
-        grads = [p.grad for p in self._params]
-        # (``None in grads`` would compare tensors with ``==``)
-        present = [g is not None for g in grads] if any(g is None for g in grads) else None
-        frame.grad_norms = tensor_norms(grads)
-        frame.loss = loss_t
-        frame.flags = self._flags
-        frame.record = pending(k, present, (k // self.every) % self.effective_lr_every == 0)
+            flats = [flat_view(p) for p in self._params]
+            views = [p if f is None else f for p, f in zip(self._params, flats, strict=True)]
+            self._flats = [[views[i] for i in layout.index] for layout in self._layouts]
+        return self._flats
 
     # ----------------------------------------------------------------------------- reduce
     def _reduce(self, final: bool = False) -> None:
@@ -304,48 +311,31 @@ class Monitor:
             return
         assert self._rows is not None
         start = 1 if self._carried else 0  # frames whose norms are still to compute
-        sampled = [j for j in range(start, m) if frames[j].grad_norms is not None]
+        sampled = [j for j in range(start, m) if frames[j].sampled]
         valid = [self._prev_update_valid] + [
             frames[j].steps - frames[j - 1].steps == 1 for j in range(1, m)
         ]
-        parts: list[Tensor] = []  # read back after the eager parts
+        parts: list[Tensor] = []
         plan: list[Part] = []
-        totals: list[Tensor] = []  # per sampled row, the sum of squared gradient norms
+        r = len(sampled)
         if sampled:
-            every = list(range(len(self._params)))
-            norms = [x for j in sampled for x in frames[j].grad_norms]
-            if not self._one_device or len({x.dtype for x in frames[sampled[0]].grad_norms}) > 1:
-                norms = [x.to(self._device, torch.float64) for x in norms]
-            grad_norms = torch.stack(norms).view(len(sampled), len(every))
-            grad_sq = grad_norms.square().sum(1)
-            totals.append(grad_sq)
-            parts += [grad_norms, grad_sq]
-            plan += [Part("grad", every, len(sampled), len(every))]
-            plan += [Part("grad_sq", every, len(sampled), 1)]
+            contiguous = sampled[-1] - sampled[0] == r - 1
+            pick = (
+                slice(sampled[0], sampled[-1] + 1) if contiguous
+                else torch.tensor(sampled, device=self._device)
+            )
         for rows in self._rows:
             layout, n, index = rows.layout, len(rows.layout.index), rows.layout.index
             if sampled:
-                if sampled[-1] - sampled[0] == len(sampled) - 1:
-                    w = rows.p[sampled[0] : sampled[-1] + 1]
-                else:
-                    w = rows.p[torch.tensor(sampled, device=layout.device)]
-                parts.append(segment_norms(w, layout))
-                plan.append(Part("weight", index, len(sampled), n))
+                parts += [segment_norms(rows.g[pick], layout), segment_norms(rows.p[pick], layout)]
+                plan += [Part("grad", index, r, n), Part("weight", index, r, n)]
             # u[0]: the update that ended at frames[0]; u[j] = p[j] - p[j-1]
             torch.sub(rows.p[1:m], rows.p[: m - 1], out=rows.u[1:m])
-            norms = segment_norms(rows.u[:m], layout)
-            update, previous = norms[1:], norms[:-1]
-            dots = segment_dots(rows.u[1:m], rows.u[: m - 1], layout, out=rows.scratch[: m - 1])
-            cosine = (dots / (update * previous)).clamp_(-1.0, 1.0)
-            parts += [
-                update, cosine, dots.sum(1), update.square().sum(1), previous.square().sum(1)
-            ]
-            plan += [Part("update", index, m - 1, n), Part("cosine", index, m - 1, n)]
-            sums = ("dot_sum", "update_sq", "previous_sq")
-            plan += [Part(kind, index, m - 1, 1) for kind in sums]
-        eager = totals + [
-            f for j in sampled for _, f in frames[j].flags
-        ]
+            parts.append(segment_norms(rows.u[:m], layout))
+            parts.append(
+                segment_dots(rows.u[1:m], rows.u[: m - 1], layout, out=rows.scratch[: m - 1])
+            )
+            plan += [Part("update", index, m, n), Part("dot", index, m - 1, n)]
         losses = [frames[j].loss for j in sampled if frames[j].loss is not None]
         if losses:
             try:
@@ -356,15 +346,15 @@ class Monitor:
         if lr_frames:
             assert self._moments is not None
             parts.append(self._moments.statistics([frames[j].moments for j in lr_frames]))
-        values = read_back(eager + parts, self._device)
-        n_eager = len(sampled) + len(eager) - len(totals)
-        self._store(frames, sampled, valid, plan, values[:n_eager], values[n_eager:], lr_frames)
+        parts += [f for j in sampled for _, f in frames[j].flags]
+        values = read_back(parts, self._device)
+        self._store(frames, sampled, valid, plan, values, lr_frames)
         # keep the last frame (its update needs the next snapshot) and the last update
         for rows in self._rows:
             rows.p[0].copy_(rows.p[m - 1])
             rows.u[0].copy_(rows.u[m - 1])
         last = frames[-1]
-        last.grad_norms = None  # reduced already
+        last.sampled = False  # reduced already
         last.moments = None
         self._prev_update_valid = valid[m - 1]
         self._frames = [last]
@@ -378,15 +368,12 @@ class Monitor:
         sampled: list[int],
         valid: list[bool],
         plan: list[Part],
-        eager: list[float],
         values: list[float],
         lr_frames: list[int],
     ) -> None:
         """Point the reduced frames' records at the read-back ``values`` (decoded when read) and
-        act now on what cannot wait: non-finite gradients and forward outputs. ``eager`` holds
-        the squared global gradient norm of each sampled frame, then the forward flags."""
-        n_plan = sum(part.rows * part.columns for part in plan)
-        pos = n_plan
+        act now on what cannot wait: non-finite gradients and forward outputs."""
+        pos = sum(part.rows * part.columns for part in plan)
         loss_at: dict[int, int] = {}
         for j in sampled:
             if frames[j].loss is not None:
@@ -397,25 +384,26 @@ class Monitor:
             lr[j] = (pos, found)
             pos += 3 * sum(s is not None for s in found) + 1
         chunk = Chunk(plan, values, len(self._params), lr)
-        flags_at = len(sampled)
+        finite = chunk.gradients_finite()
         for r, j in enumerate(sampled):
             frame = frames[j]
             record = frame.record
             assert record is not None
             record["sample"] = (chunk, r, loss_at.get(j))
-            if not math.isfinite(eager[r]):
-                grad = chunk.gradients(r, record["present"])[0]
-                record["nonfinite_grads"] = self._nonfinite(frame, grad)
+            if not finite:
+                grad, _, norm = chunk.gradients(r, record["present"])
+                if norm is not None and not math.isfinite(norm):
+                    record["nonfinite_grads"] = self._nonfinite(j, record, grad)
             if frame.flags:
-                flags = eager[flags_at : flags_at + len(frame.flags)]
-                flags_at += len(frame.flags)
+                flags = values[pos : pos + len(frame.flags)]
+                pos += len(frame.flags)
                 forward = next((name for (name, _), ok in zip(frame.flags, flags) if not ok), None)
                 record["nonfinite_forward"] = forward
                 if forward is not None and self._first_nonfinite_forward is None:
                     self._first_nonfinite_forward = (forward, record["step"])
                 frame.flags = []
             frame.loss = None
-        # row j of the update tables is the update that followed frames[j]
+        # row j + 1 of the update table is the update that followed frames[j]
         for j in range(len(frames) - 1):
             record = frames[j].record
             if record is None:
@@ -427,14 +415,19 @@ class Monitor:
             self._records.append(record)
             frames[j].record = None
 
-    def _nonfinite(self, frame: _Frame, grad: list[float | None]) -> list[str]:
-        """Names of the tensors whose gradient norm is NaN or Inf (see
-        :func:`~unstuck.diagnose.flat_rows.tensor_norms`); records the first step of each."""
-        assert frame.record is not None
-        bad = [self.names[i] for i, norm in enumerate(grad) if norm is not None and not (
-            math.isfinite(norm))]
-        for name in bad:
-            self._first_nonfinite.setdefault(name, frame.record["step"])
+    def _nonfinite(self, j: int, record: dict[str, Any], grad: list[float | None]) -> list[str]:
+        """Names of the tensors whose copied gradient (frame ``j``) holds NaN or Inf (a norm
+        that overflowed on finite values does not count); records the first step of each."""
+        assert self._rows is not None
+        bad = []
+        for rows in self._rows:
+            for i, (start, stop) in zip(rows.layout.index, rows.layout.bounds, strict=True):
+                norm = grad[i]
+                if norm is None or math.isfinite(norm):
+                    continue
+                if not bool(torch.isfinite(rows.g[j, start:stop]).all()):
+                    bad.append(self.names[i])
+                    self._first_nonfinite.setdefault(self.names[i], record["step"])
         return bad
 
     @property
@@ -516,26 +509,52 @@ class Monitor:
 
 
 class _Rows:
-    """The row buffers of one :class:`Layout`: parameters (one extra row for the frame kept
-    from the last reduction) and updates (row 0: the last update)."""
+    """The row buffers of one :class:`Layout`: parameters and gradients side by side in one
+    buffer (one extra row for the frame kept from the last reduction), updates (row 0: the last
+    update) and the products for the dot products."""
 
     def __init__(self, layout: Layout, rows: int) -> None:
         self.layout = layout
-        self.p = layout.empty(rows + 1)
+        self.both = torch.empty(rows + 1, 2 * layout.numel, device=layout.device,
+                                dtype=layout.dtype)
+        self.p, self.g = self.both[:, : layout.numel], self.both[:, layout.numel :]
         self.u = layout.empty(rows + 1)
-        self.scratch = layout.empty(rows)  # products for the dot products
+        self.scratch = layout.empty(rows)
+        self._views: list[list[Tensor] | None] = [None] * (rows + 1)
+
+    def copy_both(self, j: int, params: list[Tensor], grads: list[Tensor | None]) -> bool:
+        """Copy flat parameter views and the gradients into row ``j`` with one
+        ``torch._foreach_copy_`` onto the row's segments (the gradients' viewed in their
+        shapes; cached per row); ``False`` (nothing copied) when a gradient is missing or
+        cannot be copied so (sparse, complex, another shape, dtype or device), and then
+        :meth:`Layout.copy_row` copies them one by one."""
+        if any(g is None for g in grads):
+            return False
+        views = self._views[j]
+        if views is None:
+            segments = self.layout.segments(self.p[j])
+            shaped = [
+                s.view(g.shape) if s.numel() == g.numel() and g.layout == torch.strided else s
+                for s, g in zip(self.layout.segments(self.g[j]), grads, strict=True)  # type: ignore[union-attr]
+            ]
+            views = self._views[j] = segments + shaped
+        try:
+            torch._foreach_copy_(views, params + grads)  # type: ignore[operator]
+        except RuntimeError:
+            return False
+        return True
 
 
 class _Frame:
     """One observe that was snapshotted: row ``j`` of the parameter buffers for frame ``j``."""
 
     __slots__ = (
-        "flags", "grad_norms", "loss", "moments", "record", "rect", "steps",
+        "flags", "loss", "moments", "record", "rect", "sampled", "steps",
     )
 
-    def __init__(self, steps: int) -> None:
+    def __init__(self, steps: int, sampled: bool) -> None:
         self.steps = steps  # optimizer steps counted when it was taken
-        self.grad_norms: list[Tensor] | None = None  # sampled, until reduced
+        self.sampled = sampled  # its gradients were copied (and are not reduced yet)
         self.loss: Tensor | None = None
         self.flags: list[tuple[str, Tensor]] = []
         self.record: dict[str, Any] | None = None  # sampled: its record, until complete

@@ -21,15 +21,15 @@ from typing import Any, NamedTuple
 
 from unstuck.diagnose.effective_lr import Scale, unbatch
 
-__all__ = ["SUMS", "Chunk", "Part", "materialize", "pending"]
-
-SUMS = frozenset({"grad_sq", "dot_sum", "update_sq", "previous_sq"})
-"""The kinds of numbers that are one sum per row and layout (not one per tensor)."""
+__all__ = ["Chunk", "Part", "materialize", "pending"]
 
 
 class Part(NamedTuple):
     """One block of read-back numbers: ``rows x columns`` values of one ``kind`` for the tensors
-    at positions ``index`` of the parameter list (one layout)."""
+    at positions ``index`` of the parameter list (one layout). Kinds: ``grad`` and ``weight``
+    (norms, one row per sampled observe), ``update`` (norms of the updates, row ``j`` the one
+    that ended at frame ``j``; row 0 the update before the first frame) and ``dot`` (row ``j``:
+    the dot product of updates ``j + 1`` and ``j``)."""
 
     kind: str
     index: list[int]
@@ -63,11 +63,20 @@ class Chunk:
         self._tables: dict[str, list[list[float]]] | None = None
 
     def tables(self) -> dict[str, list[list[float]]]:
-        """``tables[kind][row]``: one number per tensor (parameter order) or, for the kinds in
-        :data:`SUMS`, one per layout."""
+        """``tables[kind][row]``: one number per tensor, in parameter order."""
         if self._tables is None:
             self._tables = split(self.plan, self.values, self.n_params)
         return self._tables
+
+    def gradients_finite(self) -> bool:
+        """Whether every gradient norm is finite (then no record needs a closer look)."""
+        pos, total = 0, 0.0
+        for part in self.plan:
+            size = part.rows * part.columns
+            if part.kind == "grad":
+                total += math.fsum(self.values[pos : pos + size])
+            pos += size
+        return math.isfinite(total)
 
     def gradients(
         self, row: int, present: list[bool] | None
@@ -75,32 +84,41 @@ class Chunk:
         """Per-tensor gradient norms (``None`` where absent), weight norms, global grad norm."""
         tables = self.tables()
         grad: list[float | None] = list(tables["grad"][row])
-        if present is None:
-            return grad, tables["weight"][row], math.sqrt(sum(tables["grad_sq"][row]))
-        grad = [v if there else None for v, there in zip(grad, present, strict=True)]
+        if present is not None:
+            grad = [v if there else None for v, there in zip(grad, present, strict=True)]
         known = [v * v for v in grad if v is not None]
         norm = math.sqrt(math.fsum(known)) if known else None
         return grad, tables["weight"][row], norm
 
     def update(self, row: int, cosine_known: bool, lr_key: int | None) -> dict[str, Any]:
-        """The update fields of a raw record from update row ``row``."""
+        """The update fields of a raw record: the update after frame ``row``."""
         tables = self.tables()
+        update = tables["update"][row + 1]
         out: dict[str, Any] = {
-            "update": tables["update"][row], "cosine": None, "global_cosine": None,
-            "effective_lr": None,
+            "update": update, "cosine": None, "global_cosine": None, "effective_lr": None,
         }
         if cosine_known:
-            out["cosine"] = [c if math.isfinite(c) else None for c in tables["cosine"][row]]
+            previous, dots = tables["update"][row], tables["dot"][row]
+            out["cosine"] = [
+                _cosine(d, a * b) for d, a, b in zip(dots, update, previous, strict=True)
+            ]
             denominator = math.sqrt(
-                sum(tables["update_sq"][row]) * sum(tables["previous_sq"][row])
+                math.fsum(a * a for a in update) * math.fsum(b * b for b in previous)
             )
-            total = sum(tables["dot_sum"][row]) / denominator if denominator > 0 else math.nan
-            out["global_cosine"] = max(-1.0, min(1.0, total)) if math.isfinite(total) else None
+            out["global_cosine"] = _cosine(math.fsum(dots), denominator)
         if lr_key is not None and lr_key in self.lr:
             pos, found = self.lr[lr_key]
             width = 3 * sum(s is not None for s in found) + 1
             out["effective_lr"] = unbatch(found, self.values[pos : pos + width])
         return out
+
+
+def _cosine(dot: float, denominator: float) -> float | None:
+    """``dot / denominator`` clamped to [-1, 1]; ``None`` when not a finite number."""
+    if not denominator > 0:
+        return None
+    c = dot / denominator
+    return max(-1.0, min(1.0, c)) if math.isfinite(c) else None
 
 
 def split(plan: list[Part], values: list[float], n_params: int) -> dict[str, list[list[float]]]:
@@ -111,20 +129,15 @@ def split(plan: list[Part], values: list[float], n_params: int) -> dict[str, lis
         chunk = values[pos : pos + n_rows * columns]
         pos += n_rows * columns
         rows = [chunk[r * columns : (r + 1) * columns] for r in range(n_rows)]
-        if kind in SUMS:  # a sum per row and layout: one column per layout
-            table = tables.setdefault(kind, [[] for _ in range(n_rows)])
-            for row, (value,) in zip(table, rows, strict=True):
-                row.append(value)
-        elif len(index) == n_params:  # one layout: the tensors in parameter order
+        if len(index) == n_params:  # one layout: the tensors in parameter order
             tables[kind] = rows
-        else:
-            table = tables.get(kind)
-            if table is None:
-                table = [[math.nan] * n_params for _ in range(n_rows)]
-                tables[kind] = table
-            for row, part in zip(table, rows, strict=True):
-                for i, v in zip(index, part, strict=True):
-                    row[i] = v
+            continue
+        table = tables.get(kind)
+        if table is None:
+            table = tables[kind] = [[math.nan] * n_params for _ in range(n_rows)]
+        for row, part in zip(table, rows, strict=True):
+            for i, v in zip(index, part, strict=True):
+                row[i] = v
     return tables
 
 
