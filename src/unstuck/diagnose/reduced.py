@@ -1,10 +1,10 @@
 """What one reduction of :class:`~unstuck.diagnose.Monitor` read back, decoded on demand.
 
 A reduction reads back one flat list of floats for all the observes it reduced: per sampled
-observe the gradient and weight norm of every tensor and the loss, per update the update norms,
-the cosines and the sums behind the global cosine, per copied optimizer state the effective-lr
-statistics. Turning them into the per-tensor lists of a record costs more Python than computing
-them costs torch, so a :class:`Chunk` keeps the list, a pending record keeps ``(chunk, row)``
+observe the gradient and weight norm of every tensor and the loss, per update the update norm of
+every tensor and its dot product with the previous update, per copied optimizer state the
+effective-lr statistics. Turning them into the per-tensor lists of a record (cosines, global
+norms) costs more Python than computing them costs torch, so a :class:`Chunk` keeps the list, a pending record keeps ``(chunk, row)``
 references, and :func:`materialize` builds the record when the history is read (once: the result
 is cached in the record).
 
