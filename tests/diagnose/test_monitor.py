@@ -443,3 +443,23 @@ def test_non_contiguous_parameter_takes_the_slow_copy_and_stays_exact():
         assert record["layers"]["w"]["weight_norm"] == pytest.approx(weight, rel=1e-6)
     assert history[0]["layers"]["w"]["update_norm"] == pytest.approx(
         0.1 * expected[0][0], rel=1e-5)
+
+
+def test_records_each_groups_learning_rate_as_the_scheduler_sets_it():
+    model = mlp()
+    first, rest = list(model.parameters())[:2], list(model.parameters())[2:]
+    opt = torch.optim.Adam([{"params": first}, {"params": rest, "lr": torch.tensor(0.002)}],
+                           lr=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: (step + 1) / 4)
+    with Monitor(model, opt) as monitor:
+        x, y = batch()
+        for _ in range(3):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            monitor.observe()
+            opt.step()
+            scheduler.step()
+        history = monitor.history
+    assert [r["lr"] for r in history] == [
+        pytest.approx([0.01 * k / 4, 0.002 * k / 4]) for k in (1, 2, 3)]
+    assert all(type(v) is float for r in history for v in r["lr"])

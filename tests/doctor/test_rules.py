@@ -152,6 +152,26 @@ def test_needs_warmup_early_loss_rise_with_large_steps():
     assert S.needs_warmup(run(0.5, 0.3), "radam") is None  # rectification is a warm-up
     assert S.needs_warmup(run(0.5, 0.3), "none") is None  # not adaptive
     assert S.needs_warmup(run(0.5, 0.3), None).code == "needs_warmup"  # records say adaptive
+    assert S.needs_warmup(run(0.5, 0.3), "adam").confidence == T.HIGH
+
+
+def test_needs_warmup_with_a_warmup_already_asks_for_a_longer_one():
+    def run(first_lr: float) -> list[dict]:
+        rows = []
+        for i in range(50):
+            r = record(i, loss=2.0 + (0.5 if 1 <= i <= 3 else 0.0) - 0.01 * i,
+                       update=0.3 if i < 5 else 1e-3)
+            r["lr"] = [min(1e-3, first_lr + (1e-3 - first_lr) * i / 4)]  # peak at step 4
+            rows.append(r)
+        return rows
+
+    v = S.needs_warmup(run(0.0), "adam")
+    assert v.code == "needs_warmup" and v.confidence == T.MEDIUM
+    assert v.evidence["warmup_schedule"] == {"first_lr": 0.0, "peak_lr": 1e-3, "peak_step": 4}
+    assert any("Lengthen the warm-up" in f for f in v.fixes)
+    assert S.warmup_ramp(run(0.6e-3)) is None  # rises by less than WARMUP_LR_RAMP
+    assert S.needs_warmup(run(0.6e-3), "adam").confidence == T.HIGH
+    assert S.warmup_ramp([record(0), record(1)]) is None  # no lr recorded
 
 
 def test_layer_ratio_spread_weights_only():

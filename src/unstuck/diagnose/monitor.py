@@ -16,6 +16,7 @@ Usage (the one obvious way)::
 Observe number ``k`` (0, 1, 2, ...) is *sampled* when ``k % every == 0``; its record describes
 the optimizer step that follows it:
 
+- ``lr``: the learning rate of each parameter group at the observe (what a scheduler set);
 - ``loss``, ``grad_norm`` (the global L2 norm of all gradients, as
   :func:`torch.nn.utils.get_total_norm`), per tensor ``grad_norm`` and ``weight_norm`` (before the
   step), read at the observe;
@@ -241,8 +242,11 @@ class Monitor:
         frame, present = self._add_frame(sampled)
         if sampled:
             frame.loss, frame.flags = loss_t, self._flags
-            lr = (k // self.every) % self.effective_lr_every == 0
-            frame.record = pending(k, present, lr)
+            wants_lr = (k // self.every) % self.effective_lr_every == 0
+            lrs = [g["lr"] for g in self.optimizer.param_groups]
+            if not all(type(x) is float for x in lrs):  # a tensor lr: a copy, read later
+                lrs = [x.detach().clone() if isinstance(x, Tensor) else x for x in lrs]
+            frame.record = pending(k, present, wants_lr, lrs)
         self._flags = []
 
     def _add_frame(self, sampled: bool = False) -> tuple[_Frame, list[bool] | None]:

@@ -55,6 +55,7 @@ def decode(r: dict[str, Any], names: list[str]) -> dict[str, Any]:
         "layers": layers,
         "effective_lr": r["effective_lr"],
         "rectification": r["rectification"],
+        "lr": r.get("lr"),
         "nonfinite_grads": list(r["nonfinite_grads"]),
         "nonfinite_forward": r["nonfinite_forward"],
     }

@@ -4,14 +4,16 @@ A reduction reads back one flat list of floats for all the observes it reduced: 
 observe the gradient and weight norm of every tensor and the loss, per update the update norm of
 every tensor and its dot product with the previous update, per copied optimizer state the
 effective-lr statistics. Turning them into the per-tensor lists of a record (cosines, global
-norms) costs more Python than computing them costs torch, so a :class:`Chunk` keeps the list, a pending record keeps ``(chunk, row)``
-references, and :func:`materialize` builds the record when the history is read (once: the result
-is cached in the record).
+norms) costs more Python than computing them costs torch, so a :class:`Chunk` keeps the list, a
+pending record keeps ``(chunk, row)`` references, and :func:`materialize` builds the record when
+the history is read (once: the result is cached in the record).
 
 A pending record is a dict with the keys ``step``, ``present`` (which tensors had a gradient;
 ``None``: all), ``sample`` (``(chunk, row, loss position or None)`` once reduced), ``update``
 (``(chunk, row, cosine known, effective-lr key or None)`` once the update is known),
-``rectification``, ``nonfinite_grads``, ``nonfinite_forward`` and ``wants_lr``.
+``rectification``, ``nonfinite_grads``, ``nonfinite_forward``, ``wants_lr`` and ``lr`` (each
+parameter group's learning rate at the observe; a tensor learning rate is kept as a copy and
+read when the record is built).
 """
 
 from __future__ import annotations
@@ -141,12 +143,14 @@ def split(plan: list[Part], values: list[float], n_params: int) -> dict[str, lis
     return tables
 
 
-def pending(step: int, present: list[bool] | None, wants_lr: bool) -> dict[str, Any]:
+def pending(
+    step: int, present: list[bool] | None, wants_lr: bool, lr: list[Any]
+) -> dict[str, Any]:
     """A new pending record (see the module docstring)."""
     return {
         "step": step, "present": present, "sample": None, "update": None,
         "rectification": None, "nonfinite_grads": [], "nonfinite_forward": None,
-        "wants_lr": wants_lr,
+        "wants_lr": wants_lr, "lr": lr,
     }
 
 
@@ -166,6 +170,7 @@ def materialize(record: dict[str, Any], *, cache: bool) -> dict[str, Any]:
         "grad_norm": grad_norm, "grad": grad, "weight": weight,
         "update": None, "cosine": None, "global_cosine": None, "effective_lr": None,
         "rectification": record["rectification"],
+        "lr": [float(x) for x in record["lr"]],
         "nonfinite_grads": record["nonfinite_grads"],
         "nonfinite_forward": record["nonfinite_forward"],
     }

@@ -38,6 +38,7 @@ __all__ = [
     "median_update_ratio",
     "needs_warmup",
     "oscillation",
+    "warmup_ramp",
 ]
 
 History = Sequence[dict[str, Any]]
@@ -222,7 +223,9 @@ def needs_warmup(history: History, family: str | None = None) -> Verdict | None:
     more than ``WARMUP_UPDATE_RATIO`` of the weights, for an adaptive optimizer (``family``
     ``"adam"``, ``"rmsprop"``, ``"adagrad"``, or, unknown, records with an effective lr); not for
     RAdam, whose rectification is a built-in warm-up. Evidence includes the early effective-lr
-    spread (max / median) and RAdam's ``rho_t`` regime where recorded.
+    spread (max / median) and RAdam's ``rho_t`` regime where recorded. When the records show a
+    warm-up already (:func:`warmup_ramp`), the verdict (medium confidence) asks for a longer one
+    or a lower peak instead.
     """
     if family == "radam" or family == "none":
         return None
@@ -261,6 +264,21 @@ def needs_warmup(history: History, family: str | None = None) -> Verdict | None:
         f"change the weights by up to {g(100 * biggest)}%: the adaptive sigma rests on a few "
         "gradients and its estimate has a large variance"
     )
+    ramp = warmup_ramp(history)
+    if ramp is not None:
+        evidence["warmup_schedule"] = ramp
+        message += (
+            f", although the learning rate already warms up (from {g(ramp['first_lr'])} to "
+            f"{g(ramp['peak_lr'])} at step {ramp['peak_step']}): the warm-up is too short or "
+            "its peak too high"
+        )
+        fixes = [
+            "Lengthen the warm-up (two to five times as many steps) so that sigma has more "
+            "gradients behind it before the learning rate peaks.",
+            "Lower the peak learning rate.",
+            "Or use RAdam (unstuck.RAdam), whose rectification adapts to the variance itself.",
+        ]
+        return _verdict("needs_warmup", T.MEDIUM, message + ".", evidence, fixes)
     fixes = [
         "Add a learning-rate warm-up (linear over the first few hundred to thousand steps; "
         "unstuck.schedules: warmup(cosine(total), steps)).",
@@ -269,6 +287,22 @@ def needs_warmup(history: History, family: str | None = None) -> Verdict | None:
         "Lower the peak learning rate; for Transformers, pre-LN blocks are less sensitive.",
     ]
     return _verdict("needs_warmup", T.HIGH, message + ".", evidence, fixes)
+
+
+def warmup_ramp(history: History) -> dict[str, Any] | None:
+    """``{"first_lr", "peak_lr", "peak_step"}`` when the records' learning rate (the largest of
+    the groups') rises to ``WARMUP_LR_RAMP`` times its first value: a warm-up schedule is in
+    place. ``None`` otherwise or when the records carry no ``lr``."""
+    lrs = [
+        (int(r.get("step", i)), max(r["lr"])) for i, r in enumerate(history)
+        if r.get("lr") and all(math.isfinite(x) for x in r["lr"])
+    ]
+    if len(lrs) < 2 or not lrs[0][1] >= 0:
+        return None
+    peak_step, peak_lr = max(lrs, key=lambda point: point[1])
+    if not peak_lr > 0 or peak_lr < T.WARMUP_LR_RAMP * lrs[0][1]:
+        return None
+    return {"first_lr": lrs[0][1], "peak_lr": peak_lr, "peak_step": peak_step}
 
 
 def layer_ratio_spread(

@@ -39,6 +39,7 @@ __all__ = [
     "STEADY_FALL",
     "TAIL_FRACTION",
     "WARMUP_FRACTION",
+    "WARMUP_LR_RAMP",
     "WARMUP_LOSS_RISE",
     "WARMUP_UPDATE_RATIO",
     "GAP_RATIO",
@@ -122,6 +123,10 @@ WARMUP_LOSS_RISE = 0.05
 WARMUP_UPDATE_RATIO = 0.1
 """... with updates larger than 10% of the weights in one step (an adaptive optimizer's first
 steps are ``lr`` per element, whatever the gradient, while its ``sigma`` rests on few samples)."""
+WARMUP_LR_RAMP = 2.0
+"""A warm-up is already in place when the records' learning rate (``lr``, each group's, as the
+Monitor records it) rises to at least twice its first value: then the verdict asks for a longer
+warm-up or a lower peak instead of a warm-up."""
 LAYER_RATIO_SPREAD = 100.0
 """*Layer-wise ratio spread*: the update/weight ratios of the weight tensors differ by more than
 100 times (two orders of magnitude; median over the second half of the records)."""
