@@ -37,15 +37,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
 import unstuck.optim as uo
 from unstuck.optim import AdagradRMS
+from unstuck.textform import CONSTANTS, Cursor, TextFormError, number
 
 __all__ = [
     "OPTIMIZERS",
@@ -115,16 +115,9 @@ OPTIMIZERS: Mapping[str, OptimizerEntry] = MappingProxyType(dict([
 ]))
 
 
-class OptimizerSpecError(ValueError):
+class OptimizerSpecError(TextFormError):
     """An optimizer spec that does not parse or names an unknown optimizer or option; the
     message shows the text with a caret under the bad token."""
-
-    def __init__(self, message: str, text: str, position: int, length: int = 1) -> None:
-        self.reason = message
-        self.text = text
-        self.position = position
-        self.length = max(1, length)
-        super().__init__(f"{message}\n  {text}\n  {' ' * position}{'^' * self.length}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,40 +200,7 @@ class OptimizerSpec:
 # -- the text form --------------------------------------------------------------------------------
 
 
-class _Token(NamedTuple):
-    kind: str  # NAME, NUMBER, STRING, PUNCT or END
-    text: str
-    position: int
-
-
-_TOKEN = re.compile(
-    r"""
-    (?P<space>\s+)
-  | (?P<NUMBER>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
-  | (?P<NAME>[A-Za-z_][A-Za-z_0-9]*(?:\.[A-Za-z_][A-Za-z_0-9]*)*)
-  | (?P<STRING>"[^"\\]*"|'[^'\\]*')
-  | (?P<PUNCT>[()\[\],=])
-    """,
-    re.VERBOSE,
-)
-_CONSTANTS = {"True": True, "False": False, "None": None}
 _CLOSING = {"(": ")", "[": "]"}
-
-
-def _tokenize(text: str) -> list[_Token]:
-    tokens = []
-    position = 0
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None:
-            what = "unterminated string" if text[position] in "\"'" else (
-                f"unexpected character {text[position]!r}")
-            raise OptimizerSpecError(what, text, position)
-        if match.lastgroup != "space":
-            tokens.append(_Token(match.lastgroup or "", match.group(), position))
-        position = match.end()
-    tokens.append(_Token("END", "", len(text)))
-    return tokens
 
 
 def _unknown(name: str) -> str:
@@ -256,28 +216,11 @@ def _unknown_option(name: str, key: str, known: Iterable[str]) -> str:
     return f"unknown option {key!r} of {name}{hint}; its options: {', '.join(known)}"
 
 
-class _Parser:
+class _Parser(Cursor):
+    error_type = OptimizerSpecError
+
     def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = _tokenize(text)
-        self.index = 0
-
-    @property
-    def token(self) -> _Token:
-        return self.tokens[self.index]
-
-    def advance(self) -> _Token:
-        self.index += 1
-        return self.tokens[self.index - 1]
-
-    def at(self, punct: str) -> bool:
-        return self.token.kind == "PUNCT" and self.token.text == punct
-
-    def error(self, message: str, token: _Token) -> OptimizerSpecError:
-        return OptimizerSpecError(message, self.text, token.position, len(token.text))
-
-    def describe(self, token: _Token) -> str:
-        return "the end of the text" if token.kind == "END" else repr(token.text)
+        super().__init__(text, dotted_names=True)
 
     def specs(self) -> list[OptimizerSpec]:
         if self.token.kind == "END":
@@ -339,13 +282,13 @@ class _Parser:
         token = self.token
         if token.kind == "NUMBER":
             self.advance()
-            return int(token.text) if re.fullmatch(r"[-+]?\d+", token.text) else float(token.text)
+            return number(token.text)
         if token.kind == "STRING":
             self.advance()
             return token.text[1:-1]
-        if token.kind == "NAME" and token.text in _CONSTANTS:
+        if token.kind == "NAME" and token.text in CONSTANTS:
             self.advance()
-            return _CONSTANTS[token.text]
+            return CONSTANTS[token.text]
         if self.at("(") or self.at("["):
             opening = self.advance()
             closing = _CLOSING[opening.text]

@@ -23,15 +23,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from typing import Any, NamedTuple
+from typing import Any
 
 from unstuck.schedules.base import Schedule
 from unstuck.schedules.registry import SCHEDULES
+from unstuck.textform import CONSTANTS, Cursor, TextFormError, Token, number
 
 __all__ = ["ScheduleSyntaxError", "parse"]
 
 
-class ScheduleSyntaxError(ValueError):
+class ScheduleSyntaxError(TextFormError):
     """A schedule's text form that does not parse; ``text``, ``position`` and ``length`` locate
     the bad token, and the message shows it with a caret under it.
 
@@ -42,95 +43,17 @@ class ScheduleSyntaxError(ValueError):
         unstuck.schedules.parse.ScheduleSyntaxError: unknown schedule 'cosin' ...
     """
 
-    def __init__(self, message: str, text: str, position: int, length: int = 1) -> None:
-        self.reason = message
-        self.text = text
-        self.position = position
-        self.length = max(1, length)
-        super().__init__(
-            f"{message}\n  {text}\n  {' ' * position}{'^' * self.length}"
-        )
-
-
-class _Token(NamedTuple):
-    kind: str  # NAME, NUMBER, STRING, PUNCT or END
-    text: str
-    position: int
-
-
-_TOKEN = re.compile(
-    r"""
-    (?P<space>\s+)
-  | (?P<NUMBER>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
-  | (?P<NAME>[A-Za-z_][A-Za-z_0-9]*)
-  | (?P<STRING>"[^"\\]*"|'[^'\\]*')
-  | (?P<PUNCT>[()\[\],=])
-    """,
-    re.VERBOSE,
-)
-
-_CONSTANTS = {"True": True, "False": False, "None": None}
-
-
-def _tokenize(text: str) -> list[_Token]:
-    tokens = []
-    position = 0
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None:
-            if text[position] in "\"'":
-                raise ScheduleSyntaxError("unterminated string", text, position)
-            raise ScheduleSyntaxError(
-                f"unexpected character {text[position]!r}", text, position
-            )
-        kind = match.lastgroup
-        assert kind is not None
-        if kind != "space":
-            tokens.append(_Token(kind, match.group(), position))
-        position = match.end()
-    tokens.append(_Token("END", "", len(text)))
-    return tokens
-
 
 @dataclasses.dataclass
 class _Value:
     """A parsed argument value and the token where it starts (to point errors at it)."""
 
     value: Any
-    token: _Token
+    token: Token
 
 
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = _tokenize(text)
-        self.index = 0
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    @property
-    def token(self) -> _Token:
-        return self.tokens[self.index]
-
-    def advance(self) -> _Token:
-        token = self.tokens[self.index]
-        self.index += 1
-        return token
-
-    def error(self, message: str, token: _Token) -> ScheduleSyntaxError:
-        return ScheduleSyntaxError(message, self.text, token.position, len(token.text))
-
-    def describe(self, token: _Token) -> str:
-        return "the end of the text" if token.kind == "END" else repr(token.text)
-
-    def expect(self, punct: str, context: str) -> _Token:
-        token = self.token
-        if token.kind != "PUNCT" or token.text != punct:
-            raise self.error(f"expected {punct!r} {context}, got {self.describe(token)}", token)
-        return self.advance()
-
-    def at(self, punct: str) -> bool:
-        return self.token.kind == "PUNCT" and self.token.text == punct
+class _Parser(Cursor):
+    error_type = ScheduleSyntaxError
 
     # -- grammar -------------------------------------------------------------------------------
 
@@ -157,14 +80,14 @@ class _Parser:
         token = self.token
         if token.kind == "NUMBER":
             self.advance()
-            return _Value(_number(token.text), token)
+            return _Value(number(token.text), token)
         if token.kind == "STRING":
             self.advance()
             return _Value(token.text[1:-1], token)
         if token.kind == "NAME":
-            if token.text in _CONSTANTS:
+            if token.text in CONSTANTS:
                 self.advance()
-                return _Value(_CONSTANTS[token.text], token)
+                return _Value(CONSTANTS[token.text], token)
             return _Value(self.call(), token)
         if self.at("["):
             return _Value(self.list(), token)
@@ -263,11 +186,6 @@ class _Parser:
             where = arguments[named.group()].token if named and named.group() in arguments else name
             raise self.error(f"{name.text}: {exc}", where) from exc
 
-
-def _number(text: str) -> int | float:
-    if re.fullmatch(r"[-+]?\d+", text):
-        return int(text)
-    return float(text)
 
 
 def parse(text: str) -> Schedule:
