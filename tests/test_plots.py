@@ -169,3 +169,28 @@ def test_monitor_figure_from_a_real_history(adam: bool) -> None:
     if adam:
         assert axes[2].get_ylabel() == "effective lr (lr / sigma)"
         assert axes[2].collections  # the min..max band
+
+
+def test_monitor_figure_shows_the_schedule_when_the_learning_rate_changes() -> None:
+    import torch
+
+    from unstuck.diagnose import Monitor
+    from unstuck.plots import monitor_figure
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: (step + 1) / 5)
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    with Monitor(model, opt) as monitor:
+        for _ in range(5):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            monitor.observe(loss)
+            opt.step()
+            scheduler.step()
+        history = monitor.history
+    axes = [a for a in monitor_figure(history).axes if a.get_label() != "<colorbar>"]
+    assert len(axes) == 3 and axes[-1].get_ylabel() == "learning rate"
+    assert list(axes[-1].lines[0].get_ydata()) == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])

@@ -167,14 +167,18 @@ def spectrum_figure(
 
 def monitor_figure(history: Sequence[Mapping]) -> Figure:
     """A figure of :attr:`unstuck.diagnose.Monitor.history`: loss and gradient norm per step (log
-    y), the per-tensor update/weight ratio as a heat-map (tensors x steps, log colour scale) and,
-    when recorded, the effective-lr band (min..max over all tensors, median line)."""
+    y), the per-tensor update/weight ratio as a heat-map (tensors x steps, log colour scale),
+    when recorded the effective-lr band (min..max over all tensors, median line) and, when a
+    schedule changed it, each parameter group's learning rate."""
     from matplotlib.colors import LogNorm
 
     steps = [r["step"] for r in history]
     has_lr = any(r.get("effective_lr") for r in history)
-    figure = new_figure(8.0, 9.0 if has_lr else 6.5)
-    axes = figure.subplots(3 if has_lr else 2, 1, sharex=True)
+    scheduled = [(r["step"], r["lr"]) for r in history if r.get("lr")]
+    has_schedule = len({tuple(lrs) for _, lrs in scheduled}) > 1
+    panels = 2 + has_lr + has_schedule
+    figure = new_figure(8.0, 2.0 + 2.3 * panels)
+    axes = figure.subplots(panels, 1, sharex=True)
     top = axes[0]
     top.plot(steps, [positive(r["loss"]) for r in history], label="loss")
     top.plot(steps, [positive(r["grad_norm"]) for r in history], label="gradient norm (L2)")
@@ -202,5 +206,15 @@ def monitor_figure(history: Sequence[Mapping]) -> Figure:
         band.set_yscale("log")
         band.set_ylabel("effective lr (lr / sigma)")
         band.legend()
+    if has_schedule:
+        schedule = axes[-1]
+        groups = max(len(lrs) for _, lrs in scheduled)
+        for k in range(groups):
+            points = [(s, lrs[k]) for s, lrs in scheduled if len(lrs) > k]
+            schedule.plot([s for s, _ in points], [v for _, v in points],
+                          label=f"group {k}" if groups > 1 else None)
+        schedule.set_ylabel("learning rate")
+        if groups > 1:
+            schedule.legend()
     axes[-1].set_xlabel("step")
     return figure
