@@ -14,7 +14,12 @@ MODULES = [
     "unstuck.diagnose.monitor",
     "unstuck.files",
     "unstuck.lab.tasks",
+    "unstuck.lab.tasks.base",
+    "unstuck.lab.tasks.digits",
+    "unstuck.lab.tasks.generated",
+    "unstuck.lab.tasks.metrics",
     "unstuck.report",
+    "unstuck.textform",
 ]
 
 
