@@ -522,3 +522,73 @@ def test_shape_change_after_first_step_is_an_error() -> None:
     w.grad, v.grad = torch.ones(3, 4), torch.ones(3, 4)
     with pytest.raises(RuntimeError, match="changed shape"):
         opt.step()
+
+
+# The buckets of the last step are reused while nothing changed (base._Plan): every event that
+# changes them must rebuild them, and a run with such events must follow the reference path.
+
+
+def eventful_run(name: str, fused: bool) -> tuple[list[torch.Tensor], list[Any]]:
+    """Parameters and step counts after steps interleaved with every event a plan must see:
+    a parameter without a gradient, a replaced state entry, a state step edited in place,
+    ``load_state_dict``, a new parameter group, a replaced parameter list, a non-contiguous
+    parameter (``p.data = ...``)."""
+    hyper = {"lr": 1e-2} if name != "LARS" else {"lr": 0.5, "weight_decay": 1e-3}
+    init, grad = make_problem(SHAPES, torch.float64, 5)
+    params = [p.clone().requires_grad_() for p in init]
+    opt = getattr(unstuck, name)(params[:8], **hyper, fused=fused)
+    for step in range(60):
+        grads = grad(params, step)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        if step in (12, 13, 30):
+            params[2].grad = None
+        if step == 20:
+            opt.state[params[3]] = {}
+        if step == 22:
+            opt.state[params[4]]["step"] += 3
+        if step == 25:
+            opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+        if step == 35:
+            opt.add_param_group({"params": params[8:]})
+        if step == 40:
+            opt.param_groups[0]["params"] = params[:6] + params[7:8]
+        if step == 45:
+            params[1].data = params[1].data.t().contiguous().t()  # (5, 3), not contiguous
+            params[1].grad = grads[1]
+        opt.step()
+    steps = [opt.state[p].get("step") for p in params]
+    return [p.detach() for p in params], steps
+
+
+@pytest.mark.parametrize("name", ["Adam", "Ranger", "RangerLARS", "LARS", "SGD"])
+def test_reused_buckets_follow_every_change(name: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the non-contiguous parameter's fallback warning
+        fused, fused_steps = eventful_run(name, True)
+    reference, reference_steps = eventful_run(name, False)
+    assert fused_steps == reference_steps
+    assert max_relative_difference(fused, reference) <= TOLERANCE[torch.float64]
+
+
+def test_buckets_are_reused_and_rebuilt() -> None:
+    params = [torch.randn(3, 4, requires_grad=True) for _ in range(3)]
+    opt = unstuck.Adam(params)
+
+    def step() -> Any:
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+        return opt.__dict__["_fused_plans"][0]
+
+    plan = step()
+    assert step() is plan and step() is plan
+    assert [opt.state[p]["step"] for p in params] == [3, 3, 3]
+    params[0].grad = None
+    opt.step()
+    assert opt.__dict__["_fused_plans"][0] is not plan
+    assert [opt.state[p]["step"] for p in params] == [3, 4, 4]
+    plan = step()
+    opt.load_state_dict(opt.state_dict())
+    assert step() is not plan
+    assert [opt.state[p]["step"] for p in params] == [5, 6, 6]

@@ -52,7 +52,7 @@ class Block:
     def select(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         """The block's members of a list of per-parameter tensors (row ranges as views)."""
         if self.rows is None:
-            return [tensors[i] for i in self.indices]
+            return list(map(tensors.__getitem__, self.indices))
         return [tensors[self.indices[0]][self.rows]]
 
 
@@ -264,8 +264,8 @@ def centered_block(
     its per-tensor views). Large tensors are read in place, tensor by tensor (stacking them
     first would cost a copy); small ones are stacked, then centralized in one op."""
     members = block.select(grads)
-    if any(g.shape != block.shape for g in members) or (
-        len(members) > 1 and block.shape.numel() < LARGE_TENSOR
+    if (len(members) > 1 and block.shape.numel() < LARGE_TENSOR) or any(
+        g.shape != block.shape for g in members
     ):  # stacked (which raises for a tensor whose shape changed)
         w, views = stacked(block, grads, workspace, slot)
         centralize_rows_(w)

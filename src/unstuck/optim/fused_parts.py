@@ -9,6 +9,8 @@ decay) is built block by block in the optimizer's workspace, so ``p.grad`` is ne
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import repeat
+from operator import is_, itemgetter, methodcaller
 
 import torch
 from torch import Tensor
@@ -33,6 +35,7 @@ __all__ = [
 ]
 
 Chunk = blocks.Block | None  # None: every tensor of the bucket
+_SLOW = methodcaller("get", "lookahead_slow")
 
 
 def zeros(p: Tensor) -> Tensor:
@@ -45,7 +48,7 @@ def state_list(
 ) -> list[Tensor]:
     """The state tensors ``name`` of the bucket, created by ``init(param)`` where missing."""
     try:
-        return [s[name] for s in b.states]
+        return list(map(itemgetter(name), b.states))
     except KeyError:
         out = []
         for p, s in zip(b.params, b.states, strict=True):
@@ -127,8 +130,8 @@ def sync_slow_weights(b: FusedBucket) -> list[Tensor] | None:
     update, as the reference chain does)."""
     if b.step % b.group["k"] != 0:
         return None
-    slow = [s.get("lookahead_slow") for s in b.states]
-    return None if any(x is None for x in slow) else slow  # type: ignore[return-value]
+    slow = list(map(_SLOW, b.states))
+    return None if any(map(is_, slow, repeat(None))) else slow
 
 
 def lookahead_sync_(slow: list[Tensor], fast: list[Tensor], alpha: float) -> None:
