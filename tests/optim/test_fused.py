@@ -524,7 +524,7 @@ def test_shape_change_after_first_step_is_an_error() -> None:
         opt.step()
 
 
-# The buckets of the last step are reused while nothing changed (base._Plan): every event that
+# The buckets of the last step are reused while nothing changed (fused_plan.Plan): every event that
 # changes them must rebuild them, and a run with such events must follow the reference path.
 
 

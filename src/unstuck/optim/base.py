@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from itertools import compress, repeat
-from operator import attrgetter, is_, is_not, itemgetter
 from typing import Any, ClassVar
 
 import torch
@@ -33,6 +31,7 @@ from torch.optim import Optimizer
 from unstuck.optim import validation
 from unstuck.optim.blocks import Workspace
 from unstuck.optim.fused import FusedBucket, FusedRule, choose_rule, warn_once
+from unstuck.optim.fused_plan import Keyed, Plan
 from unstuck.optim.multi_tensor import clone
 
 __all__ = ["Bucket", "ChainOptimizer", "Transform"]
@@ -297,16 +296,16 @@ class ChainOptimizer(Optimizer):
         are not dense, or of an unsupported dtype or device, and the steps the rule leaves to
         the reference chain) as buckets for the chain.
 
-        The buckets of the last step are reused (:class:`_Plan`) while the parameters, which of
+        The buckets of the last step are reused (:class:`Plan`) while the parameters, which of
         them have gradients, their layouts and their state are unchanged: then a step only
         reads the gradients and increments the step counts."""
-        plans: dict[int, _Plan] = self.__dict__.setdefault("_fused_plans", {})
+        plans: dict[int, Plan] = self.__dict__.setdefault("_fused_plans", {})
         plan = plans.get(index)
         keyed = plan.reuse(self, group) if plan is not None else None
         if keyed is None:
             plans.pop(index, None)
             keyed = self._fused_bucket_lists(group, index)
-            plan = _Plan.of(self, group, keyed)
+            plan = Plan.of(self, group, keyed)
             if plan is not None:
                 plans[index] = plan
         workspace = self.__dict__.get("_fused_workspace")
@@ -323,10 +322,10 @@ class ChainOptimizer(Optimizer):
                 warn_once(self, reason)
             yield Bucket(group, params, states, step)
 
-    def _fused_bucket_lists(self, group: dict[str, Any], index: int) -> _Keyed:
+    def _fused_bucket_lists(self, group: dict[str, Any], index: int) -> Keyed:
         """Every parameter with a gradient takes a step; the parameters, gradients and states
         bucketed by ``(device, dtype, step, dense)``."""
-        keyed: _Keyed = {}
+        keyed: Keyed = {}
         state_of = self.state
         entry = None
         last: list[Any] = [None, None, None, None]  # device, dtype, step, dense of ``entry``
@@ -354,96 +353,4 @@ class ChainOptimizer(Optimizer):
             entry[0].append(p)
             entry[1].append(grad)
             entry[2].append(state)
-        return keyed
-
-
-_Keyed = dict[tuple[Any, ...], tuple[list[Tensor], list[Tensor], list[dict[str, Any]]]]
-_GRAD = attrgetter("grad")
-_STEP = itemgetter("step")
-
-
-class _Plan:
-    """One parameter group's buckets of the last fused step, to reuse at the next.
-
-    Reuse needs, checked at every step at C speed (no Python code per parameter): the same
-    group, parameter list and parameters; gradients on the same parameters, all contiguous;
-    the parameters' storages (``p.data = ...`` changes them) and contiguity; the same state
-    dicts (``load_state_dict`` or a replaced entry changes them) with the step counts this
-    plan left. Only plans whose buckets are all dense are kept.
-    """
-
-    __slots__ = ("group", "param_list", "params", "present", "with_grad", "state", "state_values",
-                 "pointers", "states", "steps", "buckets")
-
-    group: dict[str, Any]
-    param_list: list[Tensor]
-    params: list[Tensor]
-    present: list[bool]
-    with_grad: list[Tensor]
-    state: Any
-    state_values: list[dict[str, Any]]
-    pointers: list[int]
-    states: list[dict[str, Any]]
-    steps: list[Any]
-    # per bucket: (device, dtype), step, positions in ``with_grad``, params, states
-    buckets: list[tuple[tuple[Any, Any], int, list[int], list[Tensor], list[dict[str, Any]]]]
-
-    @classmethod
-    def of(cls, optimizer: ChainOptimizer, group: dict[str, Any], keyed: _Keyed) -> _Plan | None:
-        """The plan of a step just bucketed (``None`` when a bucket is not dense)."""
-        if not all(key[3] for key in keyed):
-            return None
-        plan = cls()
-        plan.group, plan.param_list = group, group["params"]
-        plan.params = list(plan.param_list)
-        plan.present = [p.grad is not None for p in plan.params]
-        plan.with_grad = list(compress(plan.params, plan.present))
-        position = {id(p): i for i, p in enumerate(plan.with_grad)}
-        plan.buckets = [
-            ((device, dtype), step, [position[id(p)] for p in params], params, states)
-            for (device, dtype, step, _), (params, _, states) in keyed.items()
-        ]
-        plan.states = [optimizer.state[p] for p in plan.with_grad]
-        plan.state = optimizer.state
-        plan.state_values = list(optimizer.state.values())
-        plan.pointers = list(map(Tensor.data_ptr, plan.with_grad))
-        plan.steps = list(map(_STEP, plan.states))
-        return plan
-
-    def reuse(self, optimizer: ChainOptimizer, group: dict[str, Any]) -> _Keyed | None:
-        """This step's buckets (step counts incremented), or ``None`` when something changed."""
-        params = group["params"]
-        if (group is not self.group or params is not self.param_list
-                or len(params) != len(self.params) or not all(map(is_, params, self.params))
-                or optimizer.state is not self.state):
-            return None
-        grads = list(map(_GRAD, params))
-        if list(map(is_not, grads, repeat(None))) != self.present:
-            return None
-        if len(grads) != len(self.with_grad):
-            grads = list(compress(grads, self.present))
-        if (not all(map(Tensor.is_contiguous, grads))
-                or not all(map(Tensor.is_contiguous, self.with_grad))
-                or list(map(Tensor.data_ptr, self.with_grad)) != self.pointers
-                or len(optimizer.state) != len(self.state_values)
-                or not all(map(is_, optimizer.state.values(), self.state_values))):
-            return None
-        try:
-            if list(map(_STEP, self.states)) != self.steps:
-                return None
-        except KeyError:
-            return None
-        keyed: _Keyed = {}
-        buckets = []
-        for (device, dtype), step, positions, bucket_params, states in self.buckets:
-            step += 1
-            for state in states:
-                state["step"] = step
-            bucket_grads = grads if len(positions) == len(grads) else list(
-                map(grads.__getitem__, positions)
-            )
-            keyed[(device, dtype, step, True)] = (bucket_params, bucket_grads, states)
-            buckets.append(((device, dtype), step, positions, bucket_params, states))
-        self.buckets = buckets
-        self.steps = list(map(_STEP, self.states))
         return keyed
