@@ -137,26 +137,36 @@ def test_bad_input_names_the_argument(kwargs: dict, message: str) -> None:
         schedule_figure(base_lr=1.0, **kwargs)
 
 
-@pytest.mark.parametrize("adam", [True, False])
-def test_monitor_figure_from_a_real_history(adam: bool) -> None:
+def _monitored_history(model, opt, scheduler=None, steps: int = 5) -> list[dict]:
+    """The Monitor's history of a few steps of cross-entropy training on random data."""
     import torch
-    from matplotlib.collections import QuadMesh
 
     from unstuck.diagnose import Monitor
-    from unstuck.plots import monitor_figure
 
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
-    opt = (torch.optim.Adam if adam else torch.optim.SGD)(model.parameters(), lr=0.01)
     x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
     with Monitor(model, opt) as monitor:
-        for _ in range(5):
+        for _ in range(steps):
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(x), y)
             loss.backward()
             monitor.observe(loss)
             opt.step()
-        history = monitor.history
+            if scheduler is not None:
+                scheduler.step()
+        return monitor.history
+
+
+@pytest.mark.parametrize("adam", [True, False])
+def test_monitor_figure_from_a_real_history(adam: bool) -> None:
+    import torch
+    from matplotlib.collections import QuadMesh
+
+    from unstuck.plots import monitor_figure
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    opt = (torch.optim.Adam if adam else torch.optim.SGD)(model.parameters(), lr=0.01)
+    history = _monitored_history(model, opt)
     figure = monitor_figure(history)
     axes = [a for a in figure.axes if a.get_label() != "<colorbar>"]
     assert len(axes) == (3 if adam else 2)
@@ -174,23 +184,13 @@ def test_monitor_figure_from_a_real_history(adam: bool) -> None:
 def test_monitor_figure_shows_the_schedule_when_the_learning_rate_changes() -> None:
     import torch
 
-    from unstuck.diagnose import Monitor
     from unstuck.plots import monitor_figure
 
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: (step + 1) / 5)
-    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
-    with Monitor(model, opt) as monitor:
-        for _ in range(5):
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            monitor.observe(loss)
-            opt.step()
-            scheduler.step()
-        history = monitor.history
+    history = _monitored_history(model, opt, scheduler)
     axes = [a for a in monitor_figure(history).axes if a.get_label() != "<colorbar>"]
     assert len(axes) == 3 and axes[-1].get_ylabel() == "learning rate"
     assert list(axes[-1].lines[0].get_ydata()) == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -81,18 +81,10 @@ def digits_mlp(split_seed: int = 0) -> Task:
         >>> len(task.train), len(task.val), len(task.test)
         (1078, 359, 360)
     """
-    train, val, test = fixed_splits(*_load_digits(), seed=split_seed)
-    return Task(
-        name="digits-mlp",
-        description="8x8 digits (scikit-learn), MLP 64-64-10",
-        make_model=seeded(lambda: nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))),
-        train=train,
-        val=val,
-        test=test,
-        epochs=40,
-        batch_size=32,
-        target_loss=0.1,
-        default_lrs=DIGITS_LRS,
+    return _digits_task(
+        "digits-mlp", "8x8 digits (scikit-learn), MLP 64-64-10",
+        lambda: nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)),
+        epochs=40, split_seed=split_seed,
     )
 
 
@@ -124,16 +116,20 @@ def digits_cnn(split_seed: int = 0) -> Task:
         >>> task.make_model(0)(task.val.inputs[:2]).shape
         torch.Size([2, 10])
     """
+    return _digits_task(
+        "digits-cnn", "8x8 digits (scikit-learn), conv net 2x(conv3x3, pool) + linear",
+        _digits_cnn_model, epochs=15, split_seed=split_seed,
+    )
+
+
+def _digits_task(
+    name: str, description: str, model: Callable[[], nn.Module], *, epochs: int, split_seed: int
+) -> Task:
+    """A digits task: the 60/20/20 splits seeded with ``split_seed``, batch 32, target loss
+    0.1, learning rates :data:`DIGITS_LRS`."""
     train, val, test = fixed_splits(*_load_digits(), seed=split_seed)
     return Task(
-        name="digits-cnn",
-        description="8x8 digits (scikit-learn), conv net 2x(conv3x3, pool) + linear",
-        make_model=seeded(_digits_cnn_model),
-        train=train,
-        val=val,
-        test=test,
-        epochs=15,
-        batch_size=32,
-        target_loss=0.1,
-        default_lrs=DIGITS_LRS,
+        name=name, description=description, make_model=seeded(model),
+        train=train, val=val, test=test,
+        epochs=epochs, batch_size=32, target_loss=0.1, default_lrs=DIGITS_LRS,
     )
