@@ -177,7 +177,6 @@ class Monitor:
         self.names: list[str] = list(trainable)
         self._params: list[Tensor] = list(trainable.values())
         self._device = self._params[0].device
-        self._one_device = all(p.device == self._device for p in self._params)
         self._records: deque[dict[str, Any]] = deque(maxlen=history)
         self._count = 0  # observes so far
         self._steps = 0  # optimizer steps so far (post-step hook)
