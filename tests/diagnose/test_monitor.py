@@ -463,3 +463,18 @@ def test_records_each_groups_learning_rate_as_the_scheduler_sets_it():
     assert [r["lr"] for r in history] == [
         pytest.approx([0.01 * k / 4, 0.002 * k / 4]) for k in (1, 2, 3)]
     assert all(type(v) is float for r in history for v in r["lr"])
+
+
+def test_one_element_complex_parameter_keeps_its_imaginary_part():
+    z = nn.Parameter(torch.tensor([3.0 + 4.0j]))
+    model = nn.Module()
+    model.z = z
+    opt = torch.optim.SGD([z], lr=0.1)
+    with Monitor(model, opt) as monitor:
+        opt.zero_grad()
+        (z.abs() ** 2).sum().backward()  # gradient 2z: |2z| = 10
+        monitor.observe()
+        opt.step()
+        record = monitor.history[0]
+    assert record["layers"]["z"]["grad_norm"] == pytest.approx(10.0)
+    assert record["layers"]["z"]["weight_norm"] == pytest.approx(5.0)

@@ -96,7 +96,7 @@ class Layout:
             try:
                 torch.cat([t if t.dim() == 1 else t.reshape(-1) for t in tensors], out=row)  # type: ignore[union-attr]
                 return self.all_present
-            except RuntimeError:  # sparse, complex, requires grad, other dtype: one by one
+            except (RuntimeError, TypeError):  # sparse, complex, other dtype: one by one
                 pass
         with torch.no_grad():
             for t, (start, stop) in zip(tensors, self.bounds, strict=True):

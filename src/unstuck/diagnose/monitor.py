@@ -253,7 +253,11 @@ class Monitor:
         optimizer state) now. Returns the frame and which tensors had a gradient (``None``:
         all, or not sampled)."""
         if self._rows is None:
-            self._rows = [_Rows(layout, self._capacity) for layout in self._layouts]
+            complex_ = [any(self._params[i].is_complex() for i in x.index) for x in self._layouts]
+            self._rows = [
+                _Rows(layout, self._capacity, has_complex)
+                for layout, has_complex in zip(self._layouts, complex_, strict=True)
+            ]
         j = len(self._frames)
         grads = [p.grad for p in self._params] if sampled else None
         present: list[bool] | None = None
@@ -516,8 +520,9 @@ class _Rows:
     buffer (one extra row for the frame kept from the last reduction), updates (row 0: the last
     update) and the products for the dot products."""
 
-    def __init__(self, layout: Layout, rows: int) -> None:
+    def __init__(self, layout: Layout, rows: int, complex_: bool) -> None:
         self.layout = layout
+        self.complex = complex_  # holds complex parameters (copied as real views, one by one)
         self.both = torch.empty(rows + 1, 2 * layout.numel, device=layout.device,
                                 dtype=layout.dtype)
         self.p, self.g = self.both[:, : layout.numel], self.both[:, layout.numel :]
@@ -531,7 +536,7 @@ class _Rows:
         shapes; cached per row); ``False`` (nothing copied) when a gradient is missing or
         cannot be copied so (sparse, complex, another shape, dtype or device), and then
         :meth:`Layout.copy_row` copies them one by one."""
-        if any(g is None for g in grads):
+        if self.complex or any(g is None for g in grads):
             return False
         views = self._views[j]
         if views is None:
