@@ -499,6 +499,60 @@ def test_checkpoint_of_another_model_is_an_error() -> None:
         other.load_state_dict(opt.state_dict())
 
 
+def test_rangerlars_direction_in_a_zeroed_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the Adam kernel cannot write RangerLARS' direction over ``u`` (off the CPU), it
+    writes into a zeroed buffer; that path matches the reference too."""
+    from unstuck.optim import fused_trust_ratio
+
+    monkeypatch.setattr(fused_trust_ratio, "zeroing_decay", lambda scale, device: None)
+    for dtype in DTYPES:
+        for trial in range(4):
+            hyper = draw("RangerLARS", random.Random(f"zeroed-{trial}"), trial)
+            check("RangerLARS", hyper, SHAPES, dtype, trial, 40)
+            check("RangerLARS", hyper, SHARED_BLOCKS, dtype, trial, 40)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_zeroing_decay_writes_the_direction_over_u(dtype: torch.dtype) -> None:
+    """The AdamW kernel given ``u`` as parameters and gradients, with ``zeroing_decay``,
+    updates the moments bit for bit as the Adam kernel writing into zeros does, and writes
+    the same direction up to ``|u| * 2**-52`` (plus ``d``'s last bit), for lengths on and off
+    the vector width; a non-finite ``u`` gives NaN exactly where the zeroed path does."""
+    from unstuck.optim.fused_trust_ratio import zeroing_decay
+
+    cpu = torch.device("cpu")
+    assert zeroing_decay(0.0, cpu) is None
+    assert zeroing_decay(float("inf"), cpu) is None
+    assert zeroing_decay(1e-3, torch.device("meta")) is None
+    rng = random.Random(0)
+    gen = torch.Generator().manual_seed(0)
+    step = kernels.step_tensor(float("inf"), torch.empty(()))
+    for n in (1, 7, 8, 9, 16, 33, 1000):
+        for _ in range(10):
+            u = torch.randn(n, generator=gen, dtype=dtype)
+            if n > 8:
+                u[3], u[5] = float("inf"), float("nan")
+            m = torch.randn(n, generator=gen, dtype=dtype)
+            v = torch.rand(n, generator=gen, dtype=dtype)
+            scale = 0.37 * rng.random() + 1e-9
+            w = zeroing_decay(scale, cpu)
+            assert w is not None
+            d, m1, v1 = torch.zeros(n, dtype=dtype), m.clone(), v.clone()
+            kernels.adam_([d], [u], [m1], [v1], [], step, lr=scale, beta1=0.9, beta2=0.99,
+                          weight_decay=0.0, eps=1e-5, amsgrad=False, maximize=False,
+                          decoupled=False)
+            over, m2, v2 = u.clone(), m.clone(), v.clone()
+            kernels.adam_([over], [over], [m2], [v2], [], step, lr=scale, beta1=0.9,
+                          beta2=0.99, weight_decay=w, eps=1e-5, amsgrad=False,
+                          maximize=False, decoupled=True)
+            torch.testing.assert_close(m1, m2, rtol=0, atol=0, equal_nan=True)
+            torch.testing.assert_close(v1, v2, rtol=0, atol=0, equal_nan=True)
+            assert torch.equal(d.isnan(), over.isnan())
+            finite = d.isfinite()
+            bound = u.abs() * 2.0**-52 + d.abs() * torch.finfo(dtype).eps
+            assert ((over - d).abs() <= bound)[finite].all()
+
+
 def test_kernel_helpers() -> None:
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(10, generator=gen), torch.randn(10, generator=gen)

@@ -25,6 +25,7 @@ __all__ = [
     "Chunk",
     "Momentum",
     "chain_directions",
+    "direction_into_",
     "grad_chunks",
     "lookahead",
     "lookahead_sync_",
@@ -97,23 +98,32 @@ def chain_directions(
             yield block, u, views
             continue
         u, views = workspace.block(block, members[0], slot=0)
-        g = members[0].unsqueeze(0)
-        p = block.select(b.params)[0].unsqueeze(0) if weight_decay != 0 else g
-        if centralize and u.dim() > 2:
-            blocks.centralize_rows_(u, source=g)
-            if maximize:
-                u.neg_()
-        elif maximize:
-            torch.neg(g, out=u)
-        elif weight_decay != 0:
-            torch.add(g, p, alpha=weight_decay, out=u)
-            yield block, u, views
-            continue
-        else:
-            u.copy_(g)
-        if weight_decay != 0:
-            u.add_(p, alpha=weight_decay)
+        direction_into_(b, block, u, weight_decay)
         yield block, u, views
+
+
+def direction_into_(
+    b: FusedBucket, block: blocks.Block, u: Tensor, weight_decay: float = 0.0
+) -> None:
+    """``u <- ±GC(g) + weight_decay * p`` for a block of one tensor (whole, or a range of its
+    rows), the gradient read in place; ``u`` is the block as an ``(1, *shape)`` tensor."""
+    group = b.group
+    centralize, maximize = group.get("centralize"), group["maximize"]
+    g = block.select(b.grads)[0].unsqueeze(0)
+    p = block.select(b.params)[0].unsqueeze(0) if weight_decay != 0 else g
+    if centralize and u.dim() > 2:
+        blocks.centralize_rows_(u, source=g)
+        if maximize:
+            u.neg_()
+    elif maximize:
+        torch.neg(g, out=u)
+    elif weight_decay != 0:
+        torch.add(g, p, alpha=weight_decay, out=u)
+        return
+    else:
+        u.copy_(g)
+    if weight_decay != 0:
+        u.add_(p, alpha=weight_decay)
 
 
 def lookahead(b: FusedBucket) -> None:

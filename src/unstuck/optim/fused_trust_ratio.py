@@ -23,6 +23,7 @@ from unstuck.optim.fused import FusedBucket, FusedRule
 from unstuck.optim.fused_parts import (
     Momentum,
     chain_directions,
+    direction_into_,
     lookahead,
     lookahead_sync_,
     pick,
@@ -30,7 +31,7 @@ from unstuck.optim.fused_parts import (
     sync_slow_weights,
 )
 
-__all__ = ["LarsRule", "RangerLarsRule"]
+__all__ = ["LarsRule", "RangerLarsRule", "zeroing_decay"]
 
 
 class LarsRule(FusedRule):
@@ -145,6 +146,25 @@ def reads_on_host(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
+def zeroing_decay(scale: float, device: torch.device) -> float | None:
+    r"""The decoupled weight decay ``w = 1 / scale`` that makes the CPU Adam kernel, given the
+    direction ``u`` as both its parameters and its gradients, write RangerLARS' ``d`` over
+    ``u`` with no zeroed buffer: it computes
+
+    .. math:: d = u\,(1 - \text{scale}\cdot w) - \text{scale}\, m / (\sqrt{v} + \epsilon),
+
+    where ``1 - scale * w`` is 0 or, when the product rounds (or the build fuses it into an
+    FMA), a residual of at most ``2**-52``: ``d`` is the zeroed-buffer result up to
+    ``|u| * 2**-52``, far below float32's and float64's rounding of the later steps. Every
+    element of ``u`` is read before it is written (the moments are exactly those of the
+    zeroed path), and a non-finite ``u`` gives NaN only where ``m`` and ``d`` are non-finite
+    anyway. ``None`` off the CPU (other kernels round ``scale * w`` to the parameters' dtype
+    first) and for a zero or non-finite ``scale``."""
+    if device.type != "cpu" or not math.isfinite(scale) or scale == 0:
+        return None
+    return 1.0 / scale
+
+
 def _ratio_in_kernel(group: dict[str, Any], device: torch.device, momentum: Momentum) -> bool:
     """Whether :meth:`LarsRule._in_kernel` applies: on the CPU (the ratio is read on the
     host, which would synchronize an accelerator), the raw gradient as the direction (no
@@ -180,8 +200,9 @@ def _scaled_direction(
 
 
 class RangerLarsRule(FusedRule):
-    """RangerLARS' rectified steps: the Adam kernel writes ``-u`` (the RAdam direction) into a
-    zeroed workspace (moments updated on the way); then weight decay, the clamped trust ratio,
+    """RangerLARS' rectified steps: the Adam kernel writes ``-u`` (the RAdam direction) over the
+    chain's direction in the workspace on the CPU (:func:`zeroing_decay`), into a zeroed
+    buffer elsewhere (moments updated on the way); then weight decay, the clamped trust ratio,
     the update, Lookahead. A tensor larger than a block takes two passes over ranges of rows:
     moments, ``-u`` and the norms, then the update."""
 
@@ -196,17 +217,27 @@ class RangerLarsRule(FusedRule):
         exp_avgs, exp_avg_sqs = state_list(b, "exp_avg"), state_list(b, "exp_avg_sq")
         no_bias_correction = kernels.step_tensor(math.inf, b.params[0])
         layout = workspace.layout(b.params)
+        over_u = zeroing_decay(scale, b.params[0].device)  # d written over u: see there
 
         def direction(chunk: blocks.Block, u_views: list[Tensor], d: Tensor,
                       d_views: list[Tensor]) -> tuple[Tensor, Tensor]:
             """``d <- -(u_radam + wd * p)`` for the chunk (moments updated); returns the
-            norms of the chunk's parameters and of ``d``."""
-            d.zero_()
-            kernels.adam_(  # moments from u; d <- 0 - scale * m / (sqrt(v) + eps)
-                d_views, u_views, pick(exp_avgs, chunk), pick(exp_avg_sqs, chunk), [],
-                no_bias_correction, lr=scale, beta1=beta1, beta2=beta2, weight_decay=0.0,
-                eps=group["eps"], amsgrad=False, maximize=False, decoupled=False,
-            )
+            norms of the chunk's parameters and of ``d``. ``d`` is ``u`` itself when
+            ``over_u`` is set, else a separate buffer."""
+            if over_u is not None:  # d <- u * (1 - scale * over_u) - scale * m / (...)
+                kernels.adam_(
+                    d_views, u_views, pick(exp_avgs, chunk), pick(exp_avg_sqs, chunk), [],
+                    no_bias_correction, lr=scale, beta1=beta1, beta2=beta2,
+                    weight_decay=over_u, eps=group["eps"], amsgrad=False, maximize=False,
+                    decoupled=True,
+                )
+            else:
+                d.zero_()
+                kernels.adam_(  # moments from u; d <- 0 - scale * m / (sqrt(v) + eps)
+                    d_views, u_views, pick(exp_avgs, chunk), pick(exp_avg_sqs, chunk), [],
+                    no_bias_correction, lr=scale, beta1=beta1, beta2=beta2, weight_decay=0.0,
+                    eps=group["eps"], amsgrad=False, maximize=False, decoupled=False,
+                )
             p_norms, p_whole = blocks.member_norms(chunk, b.params, workspace)
             if group["weight_decay"] != 0:
                 blocks.add_members_(d, d_views, chunk, b.params, p_whole,
@@ -219,8 +250,11 @@ class RangerLarsRule(FusedRule):
         for block in layout.all_tensor_blocks:
             rows = layout.row_blocks(block)
             if rows is None:  # one pass: the block stays in cache
-                ((_, _, u_views),) = chain_directions(b, workspace, [block])
-                d, d_views = workspace.block(block, b.params[block.indices[0]], slot=2)
+                ((_, u, u_views),) = chain_directions(b, workspace, [block])
+                if over_u is not None:
+                    d, d_views = u, u_views
+                else:
+                    d, d_views = workspace.block(block, b.params[block.indices[0]], slot=2)
                 p_norms, d_norms = direction(block, u_views, d, d_views)
                 params = pick(b.params, block)
                 if host and block.shape.numel() >= blocks.LARGE_TENSOR:  # lr * r per tensor
@@ -236,8 +270,13 @@ class RangerLarsRule(FusedRule):
             (p,) = block.select(b.params)  # a large tensor: d for all of it, rows in cache
             d_all = workspace.get(p, p.numel(), slot=2).view(p.shape)
             squares = []  # per range: the norms of p and d
-            for chunk, _, u_views in chain_directions(b, workspace, rows):
+            for chunk in rows:
                 d = d_all[chunk.rows].unsqueeze(0)
+                if over_u is not None:  # u written where d goes
+                    direction_into_(b, chunk, d)
+                    u_views = [d[0]]
+                else:
+                    ((_, _, u_views),) = chain_directions(b, workspace, [chunk])
                 squares.append(torch.cat(direction(chunk, u_views, d, [d[0]])))
             p_norm, d_norm = torch.linalg.vector_norm(torch.stack(squares), dim=0)
             if host:
