@@ -21,7 +21,9 @@ def batch(seed=1):
     return torch.randn(16, 4, generator=g), torch.randint(0, 3, (16,), generator=g)
 
 
-def train(model, opt, monitor, steps, check=None):
+def train(model, opt, monitor, steps, check=None, after=None):
+    """``steps`` steps on one batch; ``check()`` before each observe, ``after()`` after each
+    step."""
     x, y = batch()
     for _ in range(steps):
         opt.zero_grad()
@@ -31,6 +33,8 @@ def train(model, opt, monitor, steps, check=None):
             check()
         monitor.observe(loss)
         opt.step()
+        if after is not None:
+            after()
 
 
 def test_grad_weight_update_norms_exact():
@@ -135,20 +139,18 @@ def test_effective_lr_batched_over_rows_with_groups_of_different_lr():
     first, second = list(model.parameters())[:2], list(model.parameters())[2:]
     opt = torch.optim.Adam([{"params": first}, {"params": second, "lr": 0.001}], lr=0.01)
     by_step = []
+
+    def by_hand():
+        effs = []
+        for p in model.parameters():
+            state, group = opt.state[p], next(
+                g for g in opt.param_groups if any(q is p for q in g["params"]))
+            v, t = state["exp_avg_sq"], float(state["step"])
+            effs.append(group["lr"] / ((v / (1 - 0.999**t)).sqrt() + group["eps"]))
+        by_step.append(effs)
+
     with Monitor(model, opt, effective_lr_every=1) as monitor:
-        x, y = batch()
-        for _ in range(5):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x), y).backward()
-            monitor.observe()
-            opt.step()
-            effs = []
-            for p in model.parameters():
-                state, group = opt.state[p], next(
-                    g for g in opt.param_groups if any(q is p for q in g["params"]))
-                v, t = state["exp_avg_sq"], float(state["step"])
-                effs.append(group["lr"] / ((v / (1 - 0.999**t)).sqrt() + group["eps"]))
-            by_step.append(effs)
+        train(model, opt, monitor, 5, after=by_hand)
         history = monitor.history
     for record, effs in zip(history, by_step, strict=True):
         for got, e in zip(record["effective_lr"]["layers"], effs, strict=True):
@@ -330,25 +332,19 @@ def test_close_removes_hooks():
     assert not model[0]._forward_hooks and not opt._optimizer_step_post_hooks
 
 
-def test_effective_lr_every_skips_records():
+@pytest.mark.parametrize("options,steps,with_lr", [
+    ({"effective_lr_every": 3}, 7, [0, 3, 6]),
+    ({"every": 2}, 45, [0, 20, 40]),  # by default on every tenth sampled record
+])
+def test_effective_lr_every_skips_records(options, steps, with_lr):
     model = mlp()
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    with Monitor(model, opt, effective_lr_every=3) as monitor:
-        train(model, opt, monitor, 7)
+    with Monitor(model, opt, **options) as monitor:
+        train(model, opt, monitor, steps)
         history = monitor.history
-    assert [r["effective_lr"] is not None for r in history] == [
-        True, False, False, True, False, False, True]
+    assert [r["step"] for r in history if r["effective_lr"] is not None] == with_lr
     with pytest.raises(ValueError, match="effective_lr_every must be"):
         Monitor(model, opt, effective_lr_every=0)
-
-
-def test_effective_lr_by_default_on_every_tenth_sampled_record():
-    model = mlp()
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    with Monitor(model, opt, every=2) as monitor:
-        train(model, opt, monitor, 45)
-        history = monitor.history
-    assert [r["step"] for r in history if r["effective_lr"] is not None] == [0, 20, 40]
 
 
 def _records(make_opt, every, max_rows, monkeypatch, steps=11, read_at=5):
@@ -452,13 +448,7 @@ def test_records_each_groups_learning_rate_as_the_scheduler_sets_it():
                            lr=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: (step + 1) / 4)
     with Monitor(model, opt) as monitor:
-        x, y = batch()
-        for _ in range(3):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x), y).backward()
-            monitor.observe()
-            opt.step()
-            scheduler.step()
+        train(model, opt, monitor, 3, after=scheduler.step)
         history = monitor.history
     assert [r["lr"] for r in history] == [
         pytest.approx([0.01 * k / 4, 0.002 * k / 4]) for k in (1, 2, 3)]
