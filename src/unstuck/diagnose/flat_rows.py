@@ -3,11 +3,12 @@
 On a small model a training step takes a few hundred microseconds and every torch call costs a
 few, so a monitor that reduces each step on its own (a norm per tensor, a median, a read-back)
 costs as much as the step. The monitor therefore only *copies* what it needs at each observe
-(gradients, parameters, second moments) into one row of a preallocated ``(rows, numel)`` buffer
-per device and dtype (one ``torch.cat(..., out=row)`` each), and reduces all the rows of a buffer
-together when it is full or when the history is read: one reduction per parameter tensor over
-every row, instead of one per tensor per step. On a large model a row is large, the buffer holds
-one row (:func:`capacity`), and this is the plain per-step computation.
+into one row of preallocated buffers per device and dtype (:class:`RowBuffers`: parameters and
+gradients with one ``torch._foreach_copy_``; second moments with :meth:`Layout.copy_row`), and
+reduces all the rows of a buffer together when it is full or when the history is read: one
+reduction per parameter tensor over every row, instead of one per tensor per step. On a large
+model a row is large, the buffer holds one row (:func:`capacity`), and this is the plain
+per-step computation.
 
 Reductions per tensor ("segment" = the slice ``[start, stop)`` of a row that holds one tensor):
 
@@ -29,6 +30,7 @@ from torch import Tensor
 __all__ = [
     "ROW_BUDGET_BYTES",
     "Layout",
+    "RowBuffers",
     "capacity",
     "flat_view",
     "layouts",
@@ -114,6 +116,44 @@ class Layout:
     def segments(self, row: Tensor) -> list[Tensor]:
         """Views of one row's segments, one per tensor."""
         return list(row.split(self.sizes))
+
+
+class RowBuffers:
+    """The Monitor's row buffers of one :class:`Layout`: parameters and gradients side by side
+    in one buffer (one extra row for the frame kept from the last reduction), updates (row 0: the
+    last update) and the products for the dot products."""
+
+    def __init__(self, layout: Layout, rows: int, complex_: bool) -> None:
+        self.layout = layout
+        self.complex = complex_  # holds complex parameters (copied as real views, one by one)
+        self.both = torch.empty(rows + 1, 2 * layout.numel, device=layout.device,
+                                dtype=layout.dtype)
+        self.p, self.g = self.both[:, : layout.numel], self.both[:, layout.numel :]
+        self.u = layout.empty(rows + 1)
+        self.scratch = layout.empty(rows)
+        self._views: list[list[Tensor] | None] = [None] * (rows + 1)
+
+    def copy_both(self, j: int, params: list[Tensor], grads: list[Tensor | None]) -> bool:
+        """Copy flat parameter views and the gradients into row ``j`` with one
+        ``torch._foreach_copy_`` onto the row's segments (the gradients' viewed in their
+        shapes; cached per row); ``False`` (nothing copied) when a gradient is missing or
+        cannot be copied so (sparse, complex, another shape, dtype or device), and then
+        :meth:`Layout.copy_row` copies them one by one."""
+        if self.complex or any(g is None for g in grads):
+            return False
+        views = self._views[j]
+        if views is None:
+            segments = self.layout.segments(self.p[j])
+            shaped = [
+                s.view(g.shape) if s.numel() == g.numel() and g.layout == torch.strided else s
+                for s, g in zip(self.layout.segments(self.g[j]), grads, strict=True)  # type: ignore[union-attr]
+            ]
+            views = self._views[j] = segments + shaped
+        try:
+            torch._foreach_copy_(views, params + grads)  # type: ignore[operator]
+        except RuntimeError:
+            return False
+        return True
 
 
 def segment_norms(rows: Tensor, layout: Layout) -> Tensor:

@@ -86,7 +86,7 @@ from torch.optim import Optimizer
 
 from unstuck.diagnose.effective_lr import Scale, optimizer_family, unwrap
 from unstuck.diagnose.flat_rows import (
-    Layout,
+    RowBuffers,
     capacity,
     flat_view,
     layouts,
@@ -190,7 +190,7 @@ class Monitor:
         self._moments = None if family is None else SecondMoments(
             unwrap(optimizer), family, self._params, self._layouts, self._capacity, self._device
         )
-        self._rows: list[_Rows] | None = None  # allocated at the first observe
+        self._rows: list[RowBuffers] | None = None  # allocated at the first observe
         self._frames: list[_Frame] = []
         self._carried = False  # frames[0] was reduced already (kept for its update)
         self._prev_update_valid = False  # rows.u[0] holds the update that ends at frames[0]
@@ -255,7 +255,7 @@ class Monitor:
         if self._rows is None:
             complex_ = [any(self._params[i].is_complex() for i in x.index) for x in self._layouts]
             self._rows = [
-                _Rows(layout, self._capacity, has_complex)
+                RowBuffers(layout, self._capacity, has_complex)
                 for layout, has_complex in zip(self._layouts, complex_, strict=True)
             ]
         j = len(self._frames)
@@ -513,44 +513,6 @@ class Monitor:
             f"Monitor({len(self.names)} tensors, every={self.every}, "
             f"records={len(self._records)}, buffered observes={len(self._frames)})"
         )
-
-
-class _Rows:
-    """The row buffers of one :class:`Layout`: parameters and gradients side by side in one
-    buffer (one extra row for the frame kept from the last reduction), updates (row 0: the last
-    update) and the products for the dot products."""
-
-    def __init__(self, layout: Layout, rows: int, complex_: bool) -> None:
-        self.layout = layout
-        self.complex = complex_  # holds complex parameters (copied as real views, one by one)
-        self.both = torch.empty(rows + 1, 2 * layout.numel, device=layout.device,
-                                dtype=layout.dtype)
-        self.p, self.g = self.both[:, : layout.numel], self.both[:, layout.numel :]
-        self.u = layout.empty(rows + 1)
-        self.scratch = layout.empty(rows)
-        self._views: list[list[Tensor] | None] = [None] * (rows + 1)
-
-    def copy_both(self, j: int, params: list[Tensor], grads: list[Tensor | None]) -> bool:
-        """Copy flat parameter views and the gradients into row ``j`` with one
-        ``torch._foreach_copy_`` onto the row's segments (the gradients' viewed in their
-        shapes; cached per row); ``False`` (nothing copied) when a gradient is missing or
-        cannot be copied so (sparse, complex, another shape, dtype or device), and then
-        :meth:`Layout.copy_row` copies them one by one."""
-        if self.complex or any(g is None for g in grads):
-            return False
-        views = self._views[j]
-        if views is None:
-            segments = self.layout.segments(self.p[j])
-            shaped = [
-                s.view(g.shape) if s.numel() == g.numel() and g.layout == torch.strided else s
-                for s, g in zip(self.layout.segments(self.g[j]), grads, strict=True)  # type: ignore[union-attr]
-            ]
-            views = self._views[j] = segments + shaped
-        try:
-            torch._foreach_copy_(views, params + grads)  # type: ignore[operator]
-        except RuntimeError:
-            return False
-        return True
 
 
 class _Frame:
