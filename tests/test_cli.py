@@ -114,3 +114,21 @@ def test_python_dash_m_usage_error_exits_two() -> None:
     result = run_module("no-such-command")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    import subprocess
+    import sys as _sys
+
+    script = (  # a command whose output (4 MB) cannot fit in the pipe
+        "import sys; import unstuck.cli.compare as c; from unstuck.cli import main; "
+        "c._list_tasks = lambda: 'x' * 4_000_000; "
+        "sys.exit(main(['compare', '--list-tasks']))"
+    )
+    proc = subprocess.Popen([_sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.read(1)  # read a little, then hang up as `| head -c 1` does
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err

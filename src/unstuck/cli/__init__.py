@@ -13,6 +13,7 @@ The CLI is the only part of unstuck that prints: progress to stderr, results to 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -80,3 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("unstuck: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``unstuck ... | head``): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that flushing at exit does not fail again
+        return 141  # 128 + SIGPIPE, as a shell reports it
