@@ -13,6 +13,7 @@ from unstuck.cli.common import (
     UsageError,
     add_figure_output,
     check_output,
+    non_negative_float,
     positive_float,
     positive_int,
     write_figure,
@@ -74,16 +75,6 @@ def _floats(count: int, what: str) -> Any:
     return parse
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``unstuck surface``."""
     parser = subparsers.add_parser(
@@ -112,7 +103,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "'cosine(300)' (see 'unstuck schedule --help')")
     parser.add_argument("--tune", action="store_true",
                         help="pick each optimizer's lr by a log-grid search on the surface")
-    parser.add_argument("--noise", type=_non_negative_float, default=0.0, metavar="SIGMA",
+    parser.add_argument("--noise", type=non_negative_float, default=0.0, metavar="SIGMA",
                         help="add Gaussian noise of this std to every gradient (default: 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
     add_figure_output(parser)

@@ -30,6 +30,7 @@ __all__ = [
     "lookahead",
     "lookahead_sync_",
     "pick",
+    "rectified_scale",
     "state_list",
     "sync_slow_weights",
     "zeros",
@@ -58,6 +59,13 @@ def state_list(
                 value = s[name] = init(p)
             out.append(value)
         return out
+
+
+def rectified_scale(b: FusedBucket) -> float | None:
+    """RAdam's step scale for the bucket's step (:func:`~unstuck.optim.transforms.radam_scale`);
+    ``None`` before the variance can be rectified (the reference chain takes that step)."""
+    beta1, beta2 = b.group["betas"]
+    return tr.radam_scale(b.step, beta1, beta2, b.group.get("n_sma_threshold", 5.0))
 
 
 def pick(xs: list[Tensor], chunk: Chunk) -> list[Tensor]:

@@ -36,6 +36,7 @@ from unstuck.optim.fused_parts import (
     lookahead,
     lookahead_sync_,
     pick,
+    rectified_scale,
     state_list,
     sync_slow_weights,
 )
@@ -89,7 +90,7 @@ class RAdamRule(FusedRule):
     def __call__(self, b: FusedBucket, workspace: Workspace) -> bool:
         group = b.group
         beta1, beta2 = group["betas"]
-        scale = tr.radam_scale(b.step, beta1, beta2, group.get("n_sma_threshold", 5.0))
+        scale = rectified_scale(b)
         if scale is None:
             return False  # no denominator yet: the reference chain takes this step
         lr = float(group["lr"])

@@ -17,7 +17,6 @@ import torch
 from torch import Tensor
 
 from unstuck.optim import blocks, kernels
-from unstuck.optim import transforms as tr
 from unstuck.optim.blocks import Workspace
 from unstuck.optim.fused import FusedBucket, FusedRule
 from unstuck.optim.fused_parts import (
@@ -27,6 +26,7 @@ from unstuck.optim.fused_parts import (
     lookahead,
     lookahead_sync_,
     pick,
+    rectified_scale,
     state_list,
     sync_slow_weights,
 )
@@ -211,7 +211,7 @@ class RangerLarsRule(FusedRule):
     def __call__(self, b: FusedBucket, workspace: Workspace) -> bool:
         group = b.group
         beta1, beta2 = group["betas"]
-        scale = tr.radam_scale(b.step, beta1, beta2, group.get("n_sma_threshold", 5.0))
+        scale = rectified_scale(b)
         if scale is None:
             return False  # no denominator yet: the reference chain takes this step
         exp_avgs, exp_avg_sqs = state_list(b, "exp_avg"), state_list(b, "exp_avg_sq")
