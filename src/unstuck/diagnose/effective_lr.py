@@ -92,10 +92,14 @@ class Scale(NamedTuple):
     eps: float
 
     def of(self, x: float) -> float:
-        """The effective lr at second-moment value ``x`` (NaN where ``x`` is NaN or < 0)."""
+        """The effective lr at second-moment value ``x`` (NaN where ``x`` is NaN or < 0; Inf,
+        as ``lr / 0``, where ``sqrt(c x) + eps`` is zero: ``x = 0`` with ``eps = 0``)."""
         if not x >= 0:
             return math.nan
-        return self.lr / (math.sqrt(self.c * x) + self.eps)
+        sigma = math.sqrt(self.c * x) + self.eps
+        if sigma == 0:
+            return math.copysign(math.inf, self.lr) if self.lr else math.nan
+        return self.lr / sigma
 
 
 def _float(value: Any) -> float:
@@ -222,10 +226,10 @@ def rho(t: float, beta2: float, threshold: float = 5.0) -> dict[str, float | boo
     rho_t = rho_inf - 2.0 * t * beta2**t / (1.0 - beta2**t)
     rectified = rho_t > threshold
     r_t = None
-    if rectified:
-        r_t = math.sqrt(
-            (rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
-        )
+    if rectified:  # NaN where a threshold below 4 lets the square root's argument go negative
+        num = (rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+        den = (rho_inf - 4.0) * (rho_inf - 2.0) * rho_t
+        r_t = math.sqrt(num / den) if den != 0 and num / den >= 0 else math.nan
     return {"rho_t": rho_t, "threshold": threshold, "rectified": rectified, "r_t": r_t}
 
 
@@ -298,11 +302,17 @@ def unbatch(found: list[Scale | None], values: list[float]) -> dict[str, Any] | 
         layers.append({"min": s.of(hi), "median": s.of(-med), "max": s.of(-neg)})
     known = [v for v in layers if v is not None]
     return {
-        "min": min(v["min"] for v in known),
+        "min": _nan_or(min, [v["min"] for v in known]),
         "median": present[0].of(-gmed) if same_scale(present) else -gmed,
-        "max": max(v["max"] for v in known),
+        "max": _nan_or(max, [v["max"] for v in known]),
         "layers": layers,
     }
+
+
+def _nan_or(pick: Any, values: list[float]) -> float:
+    """NaN when a value is NaN (as torch's ``min`` and ``max`` of all the elements), else
+    ``pick(values)`` (Python's ``min`` and ``max`` depend on where a NaN is)."""
+    return math.nan if any(math.isnan(v) for v in values) else pick(values)
 
 
 def same_scale(present: list[Scale]) -> bool:

@@ -33,6 +33,11 @@ the optimizer step that follows it:
   for the model itself) whose forward output held NaN or Inf in the forward passes before the
   observe.
 
+When training diverges the statistics become NaN or Inf (the norms, ratios and effective lrs of
+non-finite numbers, or of finite ones whose norm overflows), which is the diagnosis: reading the
+history, the summary or the JSON Lines never raises on them. A ratio to a zero weight norm and a
+cosine with a zero or non-finite update are ``None`` (undefined).
+
 The update of step ``k`` and the optimizer state it left are read at the next observe (or when
 :attr:`history`, :meth:`summary` or :meth:`to_jsonl` is called), so the optimizer is never wrapped
 and no observe waits for the device (the buffered rows are read back together); a post-step hook

@@ -4,6 +4,10 @@ A raw record holds the per-tensor numbers in parameter order; :func:`decode` tur
 plain dict of ``Monitor.history``, :func:`summarize` sums up a history, :func:`write_jsonl` and
 :func:`read_jsonl` store one (non-finite floats as the strings ``"NaN"``, ``"Infinity"``,
 ``"-Infinity"``).
+
+A diverged run gives NaN and Inf statistics, and they are the diagnosis: nothing here raises on
+them. Sums go through :func:`fsum` (``math.fsum`` raises on ``-inf + inf`` and on overflow), a
+ratio to a NaN or infinite norm is NaN or Inf, and a ratio to a zero norm is ``None``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ from torch import Tensor
 
 from unstuck.files import write_text
 
-__all__ = ["check_loss", "decode", "read_jsonl", "summarize", "tensors_in", "write_jsonl"]
+__all__ = [
+    "check_loss", "decode", "fsum", "read_jsonl", "summarize", "tensors_in", "write_jsonl",
+]
+
+_SCALE = 2.0**-64
+"""Scale under which finite values whose sum overflows are added (a power of two: exact)."""
 
 
 def decode(r: dict[str, Any], names: list[str]) -> dict[str, Any]:
@@ -42,8 +51,8 @@ def decode(r: dict[str, Any], names: list[str]) -> dict[str, Any]:
             "update_ratio": ratio,
             "update_cosine": cosine[i] if cosine is not None else None,
         }
-    weight_norm = math.sqrt(math.fsum(w * w for w in weight))
-    update_norm = math.sqrt(math.fsum(x * x for x in update)) if update is not None else None
+    weight_norm = math.sqrt(fsum([w * w for w in weight]))
+    update_norm = math.sqrt(fsum([x * x for x in update])) if update is not None else None
     return {
         "step": r["step"],
         "loss": r["loss"],
@@ -96,12 +105,32 @@ def summarize(
         "nonfinite_grads": dict(first_nonfinite),
         "nonfinite_forward": {"module": forward[0], "step": forward[1]} if forward else None,
         "effective_lr": {
-            "min": min(e["min"] for e in effs),
-            "max": max(e["max"] for e in effs),
+            "min": _extreme(min, [e["min"] for e in effs]),
+            "max": _extreme(max, [e["max"] for e in effs]),
             "last": {key: effs[-1][key] for key in ("min", "median", "max")},
         } if effs else None,
         "rectified_fraction": sum(rects) / len(rects) if rects else None,
     }
+
+
+def fsum(values: Iterable[float]) -> float:
+    """The exact sum of ``values`` as :func:`math.fsum`, but never raising: NaN when a value is
+    NaN or ``+inf`` meets ``-inf``, ``+inf`` or ``-inf`` when one of them is there, and ``+inf``
+    or ``-inf`` when finite values overflow (:func:`math.fsum` raises ``ValueError`` and
+    ``OverflowError`` there)."""
+    xs = values if isinstance(values, list) else list(values)
+    try:
+        return math.fsum(xs)
+    except (ValueError, OverflowError):
+        pass
+    if any(math.isnan(x) for x in xs):
+        return math.nan
+    up, down = math.inf in xs, -math.inf in xs
+    if up or down:
+        return math.nan if up and down else (math.inf if up else -math.inf)
+    # finite values whose partial sums overflow: add them scaled down, then scale back (a sum
+    # beyond the largest float becomes an infinity)
+    return math.fsum([x * _SCALE for x in xs]) / _SCALE
 
 
 def write_jsonl(
@@ -117,7 +146,7 @@ def write_jsonl(
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a file written by :meth:`Monitor.to_jsonl` (non-finite strings back to floats)."""
     with open(path, encoding="utf-8") as f:
-        return [_unjson(json.loads(line)) for line in f if line.strip()]
+        return [_unjson_record(json.loads(line)) for line in f if line.strip()]
 
 
 def check_loss(loss: Any) -> Tensor | None:
@@ -151,15 +180,18 @@ def tensors_in(output: Any) -> Iterable[Tensor]:
 
 
 
-
-
-
-
-
 def _ratio(num: float | None, den: float | None) -> float | None:
-    if num is None or den is None or not den > 0:
+    """``num / den``; ``None`` when either is missing or ``den`` is zero (no ratio to a zero
+    weight), NaN or Inf when they are not finite."""
+    if num is None or den is None or den == 0:
         return None
     return num / den
+
+
+def _extreme(pick: Any, values: list[float]) -> float:
+    """``pick`` (``min`` or ``max``) of the values that are not NaN; NaN when all are."""
+    known = [v for v in values if not math.isnan(v)]
+    return pick(known) if known else math.nan
 
 
 def _finite(x: Any) -> bool:
@@ -170,12 +202,14 @@ def _slope(points: list[tuple[int, float]]) -> float | None:
     if len(points) < 2:
         return None
     xs, ys = [p[0] for p in points], [p[1] for p in points]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    mx, my = fsum(xs) / len(xs), fsum(ys) / len(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else None
 
 
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_NAMES = frozenset({"nonfinite_grads", "nonfinite_forward"})
+"""Keys of a record whose values are names (a module may be called "NaN"): read as they are."""
 
 
 def _jsonable(x: Any) -> Any:
@@ -186,6 +220,13 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_jsonable(v) for v in x]
     return x
+
+
+def _unjson_record(record: Any) -> Any:
+    """A record read back: non-finite strings back to floats, except in its names."""
+    if not isinstance(record, dict):
+        return _unjson(record)
+    return {k: v if k in _NAMES else _unjson(v) for k, v in record.items()}
 
 
 def _unjson(x: Any) -> Any:

@@ -6,7 +6,8 @@ every tensor and its dot product with the previous update, per copied optimizer 
 effective-lr statistics. Turning them into the per-tensor lists of a record (cosines, global
 norms) costs more Python than computing them costs torch, so a :class:`Chunk` keeps the list, a
 pending record keeps ``(chunk, row)`` references, and :func:`materialize` builds the record when
-the history is read (once: the result is cached in the record).
+the history is read (once: the result is cached in the record). The numbers of a diverged run
+are NaN and Inf; the sums here never raise on them (:func:`unstuck.diagnose.records.fsum`).
 
 A pending record is a dict with the keys ``step``, ``present`` (which tensors had a gradient;
 ``None``: all), ``sample`` (``(chunk, row, loss position or None)`` once reduced), ``update``
@@ -22,6 +23,7 @@ import math
 from typing import Any, NamedTuple
 
 from unstuck.diagnose.effective_lr import Scale, unbatch
+from unstuck.diagnose.records import fsum
 
 __all__ = ["Chunk", "Part", "materialize", "pending"]
 
@@ -76,7 +78,7 @@ class Chunk:
         for part in self.plan:
             size = part.rows * part.columns
             if part.kind == "grad":
-                total += math.fsum(self.values[pos : pos + size])
+                total += fsum(self.values[pos : pos + size])
             pos += size
         return math.isfinite(total)
 
@@ -89,7 +91,7 @@ class Chunk:
         if present is not None:
             grad = [v if there else None for v, there in zip(grad, present, strict=True)]
         known = [v * v for v in grad if v is not None]
-        norm = math.sqrt(math.fsum(known)) if known else None
+        norm = math.sqrt(fsum(known)) if known else None
         return grad, tables["weight"][row], norm
 
     def update(self, row: int, cosine_known: bool, lr_key: int | None) -> dict[str, Any]:
@@ -105,9 +107,9 @@ class Chunk:
                 _cosine(d, a * b) for d, a, b in zip(dots, update, previous, strict=True)
             ]
             denominator = math.sqrt(
-                math.fsum(a * a for a in update) * math.fsum(b * b for b in previous)
+                fsum([a * a for a in update]) * fsum([b * b for b in previous])
             )
-            out["global_cosine"] = _cosine(math.fsum(dots), denominator)
+            out["global_cosine"] = _cosine(fsum(dots), denominator)
         if lr_key is not None and lr_key in self.lr:
             pos, found = self.lr[lr_key]
             width = 3 * sum(s is not None for s in found) + 1

@@ -7,8 +7,12 @@ stuck with a small gradient: the Hessian decides between a saddle point and a lo
 then the held-out losses (overfitting, or mismatch, told apart by a train-dev split), and the
 step-level failures the Monitor sees (non-finite values, divergence, exploding gradients, an
 adaptive step blowing up, a missing warm-up, layers that need different step sizes, a learning
-rate too small). Each rule lives in :mod:`~unstuck.doctor.loss_rules` or
-:mod:`~unstuck.doctor.step_rules`, its thresholds in :mod:`~unstuck.doctor.thresholds`.
+rate too small or too large), and what the checks of :mod:`~unstuck.doctor.evidence` found
+(symmetric or dead units, a bigger model doing no better: the noise floor, the batch size against
+the gradient noise scale). The rules live in :mod:`~unstuck.doctor.loss_rules`,
+:mod:`~unstuck.doctor.fitting_rules`, :mod:`~unstuck.doctor.lr_rules`,
+:mod:`~unstuck.doctor.structure_rules` and :mod:`~unstuck.doctor.step_rules`, their thresholds in
+:mod:`~unstuck.doctor.thresholds`.
 """
 
 from __future__ import annotations
@@ -18,16 +22,35 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from unstuck.doctor import fitting_rules as F
 from unstuck.doctor import loss_rules as L
+from unstuck.doctor import lr_rules as R
 from unstuck.doctor import step_rules as S
+from unstuck.doctor import structure_rules as U
 from unstuck.doctor.curves import as_curve, finite, records
+from unstuck.doctor.evidence import Evidence
 from unstuck.doctor.thresholds import MIN_TREND_POINTS, MIN_WINDOW
 from unstuck.doctor.verdicts import CODES, TITLES, Diagnosis, Verdict
 
-__all__ = ["critical_dict", "diagnose"]
+__all__ = ["EXPLAINED_BY", "critical_dict", "diagnose"]
 
-_OPTIMISATION = frozenset(CODES[: CODES.index("model_bias")]) | {"lr_too_small"}
-"""Verdicts that blame the optimisation: when one fires, a large loss is not model bias."""
+_TRAINING = frozenset(CODES[: CODES.index("model_bias")])
+"""Verdicts that find the training itself failing (everything ranked above ``model_bias``)."""
+
+EXPLAINED_BY: dict[str, frozenset[str]] = {
+    "model_bias": _TRAINING,
+    "noise_floor": _TRAINING | {"model_bias"},
+    "batch_size": _TRAINING | {"model_bias"},
+    "exploding_gradients": frozenset({"divergence", "lr_too_large"}),
+    "oscillation": frozenset({"divergence", "lr_too_large"}),
+    "needs_warmup": frozenset({"symmetric_init"}),
+    "lr_too_small": frozenset({"divergence", "lr_too_large", "symmetric_init", "saddle_point",
+                               "dead_units"}),
+}
+"""A verdict is not reported when one of the verdicts that explain it fired (a cause before its
+symptom): a large loss is first the optimiser's fault when the optimiser is seen failing; spikes
+are the symptom of a learning rate that is too large; dead or symmetric units, not the learning
+rate, make the steps tiny; a run with a failure is not "at the noise floor"."""
 
 
 def critical_dict(critical_point: Any) -> dict[str, Any] | None:
@@ -75,9 +98,14 @@ def _baseline(train: list[float], baseline: float | None, notes: list[str]) -> f
 
 def _monitor_facts(monitor: Any, history: list[dict[str, Any]] | None) -> dict[str, Any]:
     """Optimizer family, weight-tensor names and first non-finite places, where known."""
-    facts: dict[str, Any] = {"family": None, "weights": None, "grads": {}, "forward": None}
+    facts: dict[str, Any] = {"family": None, "weights": None, "grads": {}, "forward": None,
+                             "forward_watched": bool(getattr(monitor, "watch_forward", False)),
+                             "n_params": None}
     if history is None:
         return facts
+    names = getattr(monitor, "names", None)
+    if names is not None:
+        facts["n_params"] = len(names)
     optimizer = getattr(monitor, "optimizer", None)
     if optimizer is not None:
         from unstuck.diagnose.effective_lr import optimizer_family
@@ -114,6 +142,7 @@ def diagnose(
     val_steps: Sequence[int] | None = None,
     test_steps: Sequence[int] | None = None,
     title: str = "unstuck doctor",
+    evidence: Evidence | None = None,
 ) -> Diagnosis:
     """Diagnose a training run from its measurements: ranked verdicts with evidence and fixes.
 
@@ -154,12 +183,15 @@ def diagnose(
         spectrum: a Hessian density (:func:`unstuck.diagnose.spectrum`) to show in the report.
         val_steps, test_steps: the training step of each val/test value (for the report).
         title: the report's title.
+        evidence: the checks :func:`~unstuck.doctor.examine` ran (a bigger model, probes at
+            other learning rates, symmetric and dead units, the gradient noise scale; see
+            :mod:`unstuck.doctor.evidence`). Without it the rules that need them say so in their
+            confidence and message, or do not fire.
 
     Returns:
         A :class:`~unstuck.doctor.Diagnosis`; ``verdicts`` ranked in :data:`CODES` order, or the
-        single ``healthy`` verdict. When an optimisation verdict fires (everything ranked above
-        ``model_bias``, and ``lr_too_small``), ``model_bias`` is not reported: a large loss is
-        first the optimiser's fault when the optimiser is seen failing.
+        single ``healthy`` verdict. A verdict explained by another that fired is not reported
+        (:data:`EXPLAINED_BY`): e.g. ``model_bias`` when the optimiser is seen failing.
 
     Raises:
         ValueError: no training loss at all (empty and no Monitor losses); ``baseline`` not a
@@ -189,20 +221,30 @@ def diagnose(
             f"{optimizer_family!r}"
         )
 
+    ev = evidence or Evidence()
+    ratio = S.median_update_ratio(history) if history else None
     broken = any(not math.isfinite(v) for v in train)
     found: list[Verdict | None] = [
-        L.nonfinite(train, facts["grads"], facts["forward"]),
+        L.nonfinite(train, facts["grads"], facts["forward"],
+                    forward_watched=facts["forward_watched"], n_params=facts["n_params"]),
         L.divergence(train),
-        L.saddle_point(critical),
+        U.saddle_point(critical),
+        U.symmetric_init(ev.degenerate_start, ev.degenerate_end),
     ]
     if not broken:  # a curve that broke off says nothing about fitting or generalising
         found += [
-            L.optimization_failure(train, reference, scale),
-            L.model_bias(train, scale, reference, critical),
-            L.lr_too_small(train, scale, S.median_update_ratio(history) if history else None),
-            L.local_minimum(critical, train, scale, reference),
-            L.overfitting(train, val, scale, test),
-            L.mismatch(train, val, test, scale),
+            R.lr_too_large(train, scale, ratio, val=val, evidence=evidence),
+            F.optimization_failure(train, reference, scale,
+                                   representable=ev.reference_representable,
+                                   kind=ev.reference_kind),
+            F.model_bias(train, scale, reference, critical, val=val, capacity=ev.capacity),
+            F.noise_floor(train, val, scale, ev.capacity),
+            R.lr_too_small(train, scale, ratio, val=val, family=family, evidence=evidence),
+            U.local_minimum(critical, train, scale, reference),
+            U.dead_units(ev.dead_units, train, scale),
+            U.batch_size(ev.noise_scale, ev.batch_size, train, scale),
+            F.overfitting(train, val, scale, test),
+            F.mismatch(train, val, test, scale),
         ]
     if history:
         found += [
@@ -213,9 +255,10 @@ def diagnose(
             S.layer_ratio_spread(history, facts["weights"]),
         ]
     verdicts = [v for v in found if v is not None]
-    if any(v.code in _OPTIMISATION for v in verdicts):
-        verdicts = [v for v in verdicts if v.code != "model_bias"]
+    fired = {v.code for v in verdicts}
+    verdicts = [v for v in verdicts if not fired & EXPLAINED_BY.get(v.code, frozenset())]
     verdicts.sort(key=lambda v: CODES.index(v.code))
+    notes += ev.notes
 
     if len(finite(train)) < MIN_TREND_POINTS:
         notes.append(

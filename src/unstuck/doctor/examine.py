@@ -1,155 +1,54 @@
-"""``examine``: a short monitored training of a model, a simpler reference, a Hessian probe, and
-the diagnosis of it all.
+"""``examine``: a monitored training of a copy of the model, the checks that can refute each
+verdict, and the diagnosis of it all.
 
-The guide tells model bias from an optimisation failure by training a simpler model that is
-easy to optimise: :func:`reference_model` builds one for ``nn.Sequential`` MLPs (see there).
-Where the training loss stays large on a plateau, :func:`examine` probes the Hessian at the final
-point (:func:`unstuck.diagnose.critical_point`) to tell a saddle point from a minimum.
+:func:`examine` trains like the user does (their optimizer, scheduler, clipping, batches), then
+runs only the checks the run calls for (:mod:`unstuck.doctor.evidence`): a simpler and a bigger
+reference model when the training loss stopped high, probes at other learning rates when the
+pace or the progress is in question, dead and symmetric units, the gradient noise scale, and a
+Hessian probe within a time budget at a plateau. With ``try_fixes=True`` it also runs the
+mechanical fixes of each verdict on copies and reports their measured effect.
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import math
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from unstuck.doctor.curves import finite
+from unstuck.doctor import thresholds as T
+from unstuck.doctor.curves import finite, tail
 from unstuck.doctor.diagnose import diagnose
-from unstuck.doctor.loss_rules import is_large, is_plateau, reference_does_better
-from unstuck.doctor.verdicts import Diagnosis
+from unstuck.doctor.evidence import Evidence, RunOutcome
+from unstuck.doctor.loss_rules import (
+    is_large,
+    is_plateau,
+    near_zero,
+    reference_does_better,
+)
+from unstuck.doctor.references import capacity_reference, reference_model, shallow_reference
+from unstuck.doctor.trials import Change, Recipe, batches, is_pair
+from unstuck.doctor.trials import try_fixes as run_fixes
+from unstuck.doctor.verdicts import BENIGN, Diagnosis
 
 __all__ = ["examine", "reference_model"]
 
-_PROBE_SAMPLES = 2048
-"""The Hessian probe uses at most this many training examples (one batch)."""
-_NONFINITE_STOP = 3
-"""Training stops after this many consecutive non-finite losses (nothing more to learn)."""
-
-
-def reference_model(model: nn.Module) -> nn.Module | None:
-    """A shallower model of the same input and output sizes, for an ``nn.Sequential`` MLP.
-
-    The modules of ``model`` must be ``nn.Linear`` layers, parameter-free modules (activations,
-    ``Dropout``, ``Flatten``) in any order. With ``k`` Linear layers:
-
-    - ``k >= 3`` (two or more hidden layers): one hidden layer as wide as the model's first,
-      with the model's first activation (``Linear(in, h1), act, Linear(h1, out)``);
-    - ``k == 2`` (one hidden layer): a linear model ``Linear(in, out)`` (linear/logistic
-      regression, the lectures' "other models that are easier to optimise");
-    - otherwise (a linear model, or not an MLP: convolutions, normalisation, embeddings):
-      ``None``; pass your own reference to :func:`examine`.
-
-    Leading parameter-free modules (``Flatten``) are kept. The new model is on the first
-    Linear's device and dtype, freshly initialised from the global random state (seed it).
-
-    Example:
-        >>> mlp = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(),
-        ...                     nn.Linear(8, 2))
-        >>> reference_model(mlp)
-        Sequential(
-          (0): Linear(in_features=4, out_features=8, bias=True)
-          (1): Tanh()
-          (2): Linear(in_features=8, out_features=2, bias=True)
-        )
-    """
-    if not isinstance(model, nn.Sequential):
-        return None
-    modules = list(model)
-    linears = [m for m in modules if isinstance(m, nn.Linear)]
-    for m in modules:
-        if not isinstance(m, nn.Linear) and any(True for _ in m.parameters()):
-            return None
-    if len(linears) < 2:
-        return None
-    first, last = linears[0], linears[-1]
-    lead = []
-    for m in modules:
-        if isinstance(m, nn.Linear):
-            break
-        lead.append(m)
-    factory = {"device": first.weight.device, "dtype": first.weight.dtype}
-    if len(linears) == 2:
-        layers = [nn.Linear(first.in_features, last.out_features, bias=last.bias is not None,
-                            **factory)]
-    else:
-        start = modules.index(first)
-        act = next((m for m in modules[start + 1 :] if not isinstance(m, (nn.Linear, nn.Dropout))),
-                   None)
-        try:
-            activation = type(act)() if act is not None else nn.ReLU()
-        except TypeError:
-            activation = nn.ReLU()
-        layers = [
-            nn.Linear(first.in_features, first.out_features, bias=first.bias is not None,
-                      **factory),
-            activation,
-            nn.Linear(first.out_features, last.out_features, bias=last.bias is not None,
-                      **factory),
-        ]
-    return nn.Sequential(*lead, *layers)
-
-
-def _is_pair(data: Any) -> bool:
-    return isinstance(data, (tuple, list)) and len(data) == 2 and all(
-        isinstance(t, Tensor) for t in data
-    ) and data[0].shape[:1] == data[1].shape[:1]
-
-
-def _batches(name: str, data: Any, batch_size: int | None, seed: int) -> Iterator[tuple[Any, Any]]:
-    """Endless training batches: shuffled mini-batches of a pair, or the iterable, cycled."""
-    if _is_pair(data):
-        inputs, targets = data
-        n = inputs.shape[0]
-        if n == 0:
-            raise ValueError(f"{name} must hold at least one example, got 0")
-        if batch_size is None or batch_size >= n:
-            while True:
-                yield inputs, targets
-        generator = torch.Generator().manual_seed(seed)
-        while True:
-            order = torch.randperm(n, generator=generator)
-            for start in range(0, n - batch_size + 1, batch_size):
-                index = order[start : start + batch_size].to(inputs.device)
-                yield inputs[index], targets[index]
-    if not isinstance(data, Iterable):
-        raise TypeError(
-            f"{name} must be an (inputs, targets) pair of tensors or an iterable of such "
-            f"batches, got {type(data).__name__}"
-        )
-    while True:
-        empty = True
-        for batch in data:
-            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-                raise TypeError(
-                    f"{name} must yield (inputs, targets) pairs, got {type(batch).__name__}"
-                )
-            empty = False
-            yield batch[0], batch[1]
-        if empty:
-            raise ValueError(f"{name} yielded no batch")
-
-
-def _evaluate(model: nn.Module, criterion: Callable, data: Any) -> float:
-    """The mean loss on ``data`` (a pair, or an iterable of batches weighted by size), eval mode."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            if _is_pair(data):
-                return float(criterion(model(data[0]), data[1]))
-            total, count = 0.0, 0
-            for inputs, targets in data:
-                n = len(targets) if hasattr(targets, "__len__") else 1
-                total += float(criterion(model(inputs), targets)) * n
-                count += n
-            return total / count if count else math.nan
-    finally:
-        model.train(was)
+PROBE_SAMPLES = 2048
+"""The Hessian probe, the dead-unit count and the noise scale use at most this many training
+examples (one batch)."""
+DEFAULT_STEPS = 300
+"""Steps of training when ``steps`` is not given: enough to see the shape of a small run."""
+PROBE_LR_HIGHER = (3.0, 10.0)
+"""Learning-rate factors tried before the doctor says "raise the learning rate"."""
+PROBE_LR_LOWER = (0.1, 0.3)
+"""Learning-rate factors tried before it says "lower the learning rate"."""
+NOISE_MICRO_BATCHES = 8
+"""Micro-batches of the gradient-noise-scale measurement."""
 
 
 def _make_optimizer(optimizer: Any, model: nn.Module) -> Optimizer:
@@ -180,40 +79,88 @@ def _make_optimizer(optimizer: Any, model: nn.Module) -> Optimizer:
     )
 
 
-def _same_recipe(optimizer: Any, used: Optimizer) -> Callable[[Any], Optimizer]:
-    """A factory that builds the optimizer ``used`` again (same class and hyper-parameters)."""
-    if callable(optimizer) and not isinstance(optimizer, Optimizer):
-        return optimizer
-    cls = type(used)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "params"}
-    options = {k: v for k, v in used.param_groups[0].items() if k in accepted}
-    return lambda params: cls(params, **options)
+def _make_scheduler(scheduler: Any, optimizer: Optimizer) -> Any:
+    if scheduler is None:
+        return None
+    if hasattr(scheduler, "step") and hasattr(scheduler, "optimizer"):
+        if scheduler.optimizer is not optimizer:
+            raise ValueError("scheduler must drive the examined optimizer (or be a callable "
+                             "optimizer -> scheduler)")
+        return scheduler
+    if callable(scheduler):
+        made = scheduler(optimizer)
+        if not hasattr(made, "step"):
+            raise TypeError(f"scheduler(optimizer) must return an LR scheduler, got "
+                            f"{type(made).__name__}")
+        return made
+    raise TypeError("scheduler must be None, an LR scheduler or a callable optimizer -> "
+                    f"scheduler, got {type(scheduler).__name__}")
 
 
-def _train(model, criterion, batches, optimizer, steps, monitor=None, every=None, evals=()):
-    """Train ``steps`` steps; returns the losses and the evaluations ``{name: (steps, losses)}``."""
-    losses: list[float] = []
-    curves: dict[str, tuple[list[int], list[float]]] = {name: ([], []) for name, _ in evals}
-    bad = 0
-    model.train()
-    for step in range(steps):
-        inputs, targets = next(batches)
-        optimizer.zero_grad()
-        loss = criterion(model(inputs), targets)
-        loss.backward()
-        if monitor is not None:
-            monitor.observe(loss)
-        optimizer.step()
-        value = float(loss.detach())
-        losses.append(value)
-        if every and (step % every == 0 or step == steps - 1):
-            for name, data in evals:
-                curves[name][0].append(step)
-                curves[name][1].append(_evaluate(model, criterion, data))
-        bad = bad + 1 if not math.isfinite(value) else 0
-        if bad >= _NONFINITE_STOP:
-            break
-    return losses, curves
+def _check_args(model: Any, steps: Any, batch_size: Any, eval_every: Any, reference: Any,
+                clip_grad_norm: Any, probe_budget: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"steps must be None or an integer >= 1, got {steps!r}")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
+    if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1):
+        raise ValueError(f"eval_every must be None or an integer >= 1, got {eval_every!r}")
+    if not (reference is None or reference == "auto" or isinstance(reference, nn.Module)):
+        raise ValueError(f"reference must be 'auto', an nn.Module or None, got {reference!r}")
+    for name, value in (("clip_grad_norm", clip_grad_norm), ("probe_budget", probe_budget)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not value >= 0 or not math.isfinite(value)):
+            raise ValueError(f"{name} must be None or a finite number >= 0, got {value!r}")
+
+
+def _sample(train_data: Any, batch_size: int | None, seed: int) -> tuple[Any, Any]:
+    """One batch of at most ``PROBE_SAMPLES`` training examples (the whole pair when small)."""
+    probe = next(batches("train_data", train_data, None if is_pair(train_data) else batch_size,
+                         seed))
+    if is_pair(train_data) and len(probe[1]) > PROBE_SAMPLES:
+        probe = (probe[0][:PROBE_SAMPLES], probe[1][:PROBE_SAMPLES])
+    return probe
+
+
+def _outcome(label: str, losses: list[float], val: list[float] | None) -> RunOutcome:
+    values = finite(losses)
+    end = tail(values) if values else math.nan
+    diverged = len(values) < len(losses) or (bool(values) and values[0] > 0 and end > 2 * values[0])
+    return RunOutcome(label, end, val[-1] if val else None, diverged, len(losses), tuple(losses))
+
+
+def _structure(evidence: Evidence, model: nn.Module, probe: tuple[Any, Any], start: list,
+               criterion: Callable, batch: int | None) -> None:
+    """Symmetric and dead units, and the gradient noise scale, into ``evidence``."""
+    from unstuck.diagnose.activations import dead_units
+    from unstuck.diagnose.degenerate import degenerate_weights
+    from unstuck.diagnose.noise_scale import gradient_noise_scale
+
+    evidence.degenerate_start = [dataclasses.asdict(d) for d in start]
+    try:
+        evidence.degenerate_end = [dataclasses.asdict(d) for d in degenerate_weights(model)]
+        dead = dead_units(model, probe[0])
+        evidence.dead_units = {
+            n: {"units": d.units, "dead": d.dead, "share": d.share}
+            for n, d in dead.items() if d.units
+        }
+    except (RuntimeError, ValueError, TypeError) as error:
+        evidence.notes.append(f"the unit checks could not run: {str(error).splitlines()[0]}")
+    enough = batch is not None and len(probe[1]) >= 2 * NOISE_MICRO_BATCHES
+    if isinstance(probe[0], Tensor) and enough:
+        inputs, targets = probe[0][:batch], probe[1][:batch]
+        try:
+            scale = gradient_noise_scale(model, criterion, inputs, targets,
+                                         micro_batches=NOISE_MICRO_BATCHES)
+            if math.isfinite(scale.b_simple):
+                evidence.noise_scale = scale.b_simple
+                evidence.batch_size = batch
+        except (RuntimeError, ValueError, TypeError):
+            pass
 
 
 def examine(
@@ -223,54 +170,74 @@ def examine(
     val_data: Any = None,
     test_data: Any = None,
     optimizer: Optimizer | Callable[[Any], Optimizer] | None = None,
-    steps: int = 200,
+    steps: int | None = None,
     batch_size: int | None = None,
     reference: str | nn.Module | None = "auto",
     probe_hessian: bool = True,
     *,
+    scheduler: Any = None,
+    clip_grad_norm: float | None = None,
+    step_hook: Callable[[nn.Module, int], None] | None = None,
+    in_place: bool = False,
+    checks: bool = True,
+    try_fixes: bool = False,
+    probe_budget: float | None = None,
     eval_every: int | None = None,
     seed: int = 0,
     baseline: float | None = None,
     watch_forward: bool = True,
     title: str = "unstuck doctor",
 ) -> Diagnosis:
-    """Train ``model`` for ``steps`` steps under a Monitor and diagnose the run.
+    """Train a copy of ``model`` for ``steps`` steps under a Monitor, check what the run calls
+    for, and diagnose it.
 
-    **The model and the optimizer are trained in place**: afterwards they hold the trained state,
-    so you can look at them (or go on training). The loss is ``criterion(model(inputs),
-    targets)``.
+    The loss is ``criterion(model(inputs), targets)``. By default a copy of the model, the
+    optimizer and the scheduler is trained (``in_place=True`` trains the given ones). What it
+    does:
 
-    What it does:
-
-    1. trains with ``optimizer`` (default ``unstuck.Adam(lr=1e-3)``), observing every step with
-       :class:`unstuck.diagnose.Monitor` (``watch_forward``: the first module whose output is
-       NaN/Inf is named); stops early after 3 non-finite losses in a row;
+    1. trains with ``optimizer`` (default ``unstuck.Adam(lr=1e-3)``), stepping ``scheduler``
+       after each step and clipping the gradient norm at ``clip_grad_norm`` (or calling
+       ``step_hook(model, step)`` after backward) as the user's loop does, observing every step
+       with :class:`unstuck.diagnose.Monitor` (``watch_forward`` names the first module whose
+       output is NaN/Inf); stops early after 3 non-finite losses in a row;
     2. evaluates the val (train-dev) and test losses every ``eval_every`` steps (default: 20
        evaluations in all) in eval mode;
-    3. trains a simpler reference the same way (same optimizer class and hyper-parameters, same
-       batches, same steps): ``"auto"`` builds :func:`reference_model` (``nn.Sequential`` MLPs;
-       none for other models), a module is trained as given, ``None`` skips it;
-    4. where the training loss stays on a plateau that is large, or above the reference's,
-       probes the Hessian at the final point with
-       :func:`unstuck.diagnose.critical_point` (and :func:`unstuck.diagnose.spectrum` for the
-       report) on one batch of at most 2048 training examples;
-    5. returns :func:`unstuck.doctor.diagnose` of it all.
+    3. with ``checks`` (default), runs the checks the run calls for, each a training of the same
+       length on the same batches (:mod:`unstuck.doctor.evidence`): when the training loss
+       stopped high, a simpler reference (``reference``: ``"auto"`` builds one for any model,
+       :mod:`unstuck.doctor.references`; a module is used as given; None skips it) and a bigger
+       model; when the loss fell steadily but slowly, runs at 3x and 10x the learning rate; when
+       it made no progress, runs at 0.1x and 0.3x; always the symmetric and dead units and the
+       gradient noise scale (cheap);
+    4. at a plateau, probes the Hessian at the final point (``probe_hessian``) within
+       ``probe_budget`` seconds (default: the training's own time, at least 2 s), attention run
+       with the math SDPA backend; a probe that cannot run is a note, never an error;
+    5. with ``try_fixes``, runs the mechanical fixes of each verdict (:mod:`unstuck.doctor.trials`)
+       on copies and puts their measured effect in the verdict (``Verdict.trials``), best first.
 
     Args:
-        model: the model to train.
-        criterion: ``criterion(outputs, targets)`` -> scalar loss.
+        model: the model to diagnose.
+        criterion: ``criterion(outputs, targets)`` -> scalar loss (mean over examples).
         train_data: an ``(inputs, targets)`` pair of tensors (mini-batches of ``batch_size``,
             reshuffled every epoch with ``seed``; the whole pair per step when ``batch_size`` is
             None), or an iterable of ``(inputs, targets)`` batches (cycled).
         val_data: held-out data of the *training* distribution (train-dev), a pair or batches.
         test_data: test/dev data (maybe another distribution), a pair or batches.
         optimizer: an Optimizer bound to ``model``, a callable ``params -> Optimizer``, or None.
-        steps: optimizer steps (``>= 1``).
+        steps: optimizer steps (``>= 1``; default ``DEFAULT_STEPS``).
         batch_size: mini-batch size for a pair (``>= 1``), or None for full batch.
         reference: ``"auto"``, a model, or None (see 3.).
         probe_hessian: allow the Hessian probe (see 4.).
+        scheduler: an LR scheduler driving ``optimizer``, or a callable ``optimizer ->
+            scheduler`` (stepped once per step).
+        clip_grad_norm: clip the global gradient norm at this value before each step.
+        step_hook: ``step_hook(model, step)`` called after backward, before the step.
+        in_place: train ``model`` and ``optimizer`` themselves (they end trained).
+        checks: run the checks of 3. (False: the run alone, as :func:`diagnose` would see it).
+        try_fixes: run each verdict's mechanical fixes and measure them (see 5.).
+        probe_budget: seconds for the Hessian probe (None: the training's time, at least 2 s).
         eval_every: evaluate every this many steps (and at the last).
-        seed: seed of the batch order and of the reference model's initialisation.
+        seed: seed of the batch order and of the reference models' initialisation.
         baseline: the loss scale (see :func:`~unstuck.doctor.diagnose`).
         watch_forward: name the first module with a non-finite output (forward hooks).
         title: the report's title.
@@ -278,87 +245,146 @@ def examine(
     Raises:
         ValueError / TypeError: an argument of the wrong kind or out of range (named).
     """
-    from unstuck.diagnose import Monitor, critical_point, spectrum
+    from unstuck.diagnose import Monitor
+    from unstuck.diagnose.degenerate import degenerate_weights
 
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
-    if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1):
-        raise ValueError(f"eval_every must be None or an integer >= 1, got {eval_every!r}")
-    if not (reference is None or reference == "auto" or isinstance(reference, nn.Module)):
-        raise ValueError(f"reference must be 'auto', an nn.Module or None, got {reference!r}")
+    _check_args(model, steps, batch_size, eval_every, reference, clip_grad_norm, probe_budget)
+    steps = steps or DEFAULT_STEPS
     every = eval_every or max(1, steps // 20)
-
     opt = _make_optimizer(optimizer, model)
-    recipe = _same_recipe(optimizer, opt)
-    evals = [(name, data) for name, data in (("val", val_data), ("test", test_data))
-             if data is not None]
+    sched = _make_scheduler(scheduler, opt)
+    recipe = Recipe(model, opt, sched, criterion, train_data, batch_size, seed, steps,
+                    clip_grad_norm, step_hook, val_data)
+    if not in_place:
+        model, opt, sched = recipe.fresh()
+    evals = tuple((name, data) for name, data in (("val", val_data), ("test", test_data))
+                  if data is not None)
+    start = degenerate_weights(model)
+    began = time.perf_counter()
     with Monitor(model, opt, watch_forward=watch_forward) as monitor:
-        losses, curves = _train(model, criterion, _batches("train_data", train_data, batch_size,
-                                                           seed), opt, steps, monitor, every, evals)
+        result = recipe.train(model, opt, sched, monitor=monitor, every=every, evals=evals)
+    seconds = time.perf_counter() - began
+    losses, curves = result.losses, result.curves
+    val = curves["val"][1] if "val" in curves else None
+    test = curves["test"][1] if "test" in curves else None
     notes = []
     if len(losses) < steps:
         notes.append(f"training stopped at step {len(losses)} of {steps}: the loss is not finite")
 
-    ref_model = None
-    if reference == "auto":
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            ref_model = reference_model(model)
-        if ref_model is None:
-            notes.append("no automatic reference: the model is not an nn.Sequential MLP with a "
-                         "hidden layer (pass reference=a_simpler_model)")
-    elif isinstance(reference, nn.Module):
-        ref_model = reference
+    def run_diagnosis(evidence: Evidence | None, critical: Any = None, density: Any = None,
+                      ref_losses: list[float] | None = None) -> Diagnosis:
+        return diagnose(
+            losses, val_loss=val, test_loss=test, monitor=monitor,
+            reference_train_loss=ref_losses, critical_point=critical, baseline=baseline,
+            spectrum=density, val_steps=curves["val"][0] if "val" in curves else None,
+            test_steps=curves["test"][0] if "test" in curves else None, title=title,
+            evidence=evidence,
+        )
+
+    evidence = Evidence()
+    values = finite(losses)
+    broken = len(values) < len(losses)
+    scale = baseline if baseline is not None else (values[0] if values and values[0] > 0 else 1.0)
+    probe = _sample(train_data, batch_size, seed)
+    if checks:
+        batch = batch_size if is_pair(train_data) else (
+            len(probe[1]) if hasattr(probe[1], "__len__") else None)
+        if is_pair(train_data) and batch_size is None:
+            batch = len(train_data[1])
+        _structure(evidence, model, probe, start, criterion, batch)
     ref_losses = None
-    if ref_model is not None:
-        ref_losses, _ = _train(ref_model, criterion, _batches("train_data", train_data,
-                                                              batch_size, seed),
-                               recipe(ref_model.parameters()), steps)
+    if checks and not broken:
+        ref_losses = _references(evidence, recipe, model, probe, reference, seed, values, scale,
+                                 val, notes)
+        first = run_diagnosis(evidence, ref_losses=ref_losses)
+        _lr_probes(evidence, recipe, first.codes, values, scale)
 
     critical = density = None
-    values = finite(losses)
-    scale = baseline if baseline is not None else (values[0] if values and values[0] > 0 else 1.0)
     stuck = (
-        probe_hessian and len(values) == len(losses) and is_plateau(values, scale)
+        probe_hessian and not broken and is_plateau(values, scale)
         and (is_large(values, scale) or reference_does_better(values, ref_losses, scale))
     )
     if stuck:
-        probe = next(_batches("train_data", train_data, None, seed))
-        if _is_pair(train_data) and len(probe[1]) > _PROBE_SAMPLES:
-            probe = (probe[0][:_PROBE_SAMPLES], probe[1][:_PROBE_SAMPLES])
-        params = [p for p in model.parameters() if p.requires_grad]
-        try:
-            critical = critical_point(model, criterion, probe, k=3, max_iter=80, seed=seed)
-            if critical.verdict != "not a critical point":
-                was = model.training
-                model.eval()
-                try:
-                    n = sum(p.numel() for p in params)
-                    density = spectrum(lambda: criterion(model(probe[0]), probe[1]), params,
-                                       steps=min(40, n), seed=seed)
-                finally:
-                    model.train(was)
-        except (ValueError, RuntimeError) as error:
-            notes.append(f"the Hessian probe failed: {error}")
+        from unstuck.doctor.probe import probe_hessian as run_probe
 
-    result = diagnose(
-        losses,
-        val_loss=curves["val"][1] if "val" in curves else None,
-        test_loss=curves["test"][1] if "test" in curves else None,
-        monitor=monitor,
-        reference_train_loss=ref_losses,
-        critical_point=critical,
-        baseline=baseline,
-        spectrum=density,
-        val_steps=curves["val"][0] if "val" in curves else None,
-        test_steps=curves["test"][0] if "test" in curves else None,
-        title=title,
+        budget = probe_budget if probe_budget is not None else max(2.0, seconds)
+        outcome = run_probe(model, criterion, probe, budget_s=budget, seed=seed)
+        critical, density = outcome.critical, outcome.spectrum
+        if outcome.note:
+            notes.append(outcome.note)
+
+    diagnosis = run_diagnosis(evidence if checks else None, critical, density, ref_losses)
+    diagnosis.notes[:0] = notes
+    if try_fixes:
+        own = _outcome("this run", losses, val)
+        diagnosis.verdicts = [
+            v if v.code in BENIGN else dataclasses.replace(
+                v, trials=tuple(run_fixes(recipe, v.code, v.evidence, own)))
+            for v in diagnosis.verdicts
+        ]
+    return diagnosis
+
+
+def _references(evidence: Evidence, recipe: Recipe, model: nn.Module, probe: tuple[Any, Any],
+                reference: Any, seed: int, values: list[float], scale: float,
+                val: list[float] | None, notes: list[str]) -> list[float] | None:
+    """Train the simpler reference and the bigger model when the loss stopped high."""
+    stopped_high = values and not near_zero(values, scale) and (
+        is_large(values, scale) or is_plateau(values, scale)
     )
-    result.notes[:0] = notes
-    return result
+    if not stopped_high:
+        return None
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        try:
+            output = model(probe[0])
+        except (RuntimeError, ValueError, TypeError):
+            output = None
+        finally:
+            model.train(was)
+    ref = None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if isinstance(reference, nn.Module):
+            ref_model, kind, representable = reference, "the given reference", None
+        elif reference == "auto" and isinstance(output, Tensor):
+            made = shallow_reference(model, probe[0], output)
+            ref_model, kind, representable = (made.model, made.kind, made.representable) \
+                if made else (None, None, None)
+            if made is None:
+                notes.append("no simpler reference: the model is already linear, or its inputs "
+                             "are too wide to flatten (pass reference=a_simpler_model)")
+        else:
+            ref_model = kind = representable = None
+        big = capacity_reference(model, probe[0], output) if isinstance(output, Tensor) else None
+    if ref_model is not None:
+        ref = recipe.run(Change(f"reference: {kind}", model=ref_model))
+        evidence.reference, evidence.reference_kind = ref, kind
+        evidence.reference_representable = representable
+    overfit = val and finite(val) and finite(val)[-1] - values[-1] >= T.OVERFIT_GAP * scale
+    if big is not None and not overfit:
+        from unstuck.optim import Adam
+
+        generic = big.representable is False and not big.kind.startswith("the MLP")
+        evidence.capacity = recipe.run(Change(
+            f"bigger model: {big.kind}", model=big.model,
+            optimizer=(lambda p: Adam(p, lr=1e-3)) if generic else None,
+        ))
+    return list(ref.train_loss) if ref is not None else None
+
+
+def _lr_probes(evidence: Evidence, recipe: Recipe, codes: list[str], values: list[float],
+               scale: float) -> None:
+    """Runs at higher learning rates when the run looks too slow, lower ones when it made no
+    progress."""
+    if "lr_too_small" in codes:
+        for factor in PROBE_LR_HIGHER:
+            evidence.lr_probes[factor] = recipe.run(Change(f"lr x{factor:g}", factor))
+    if values and len(values) >= T.MIN_TREND_POINTS and not near_zero(values, scale):
+        from unstuck.doctor.curves import tail
+        from unstuck.doctor.loss_rules import head
+
+        if tail(values) >= (1 - T.NO_PROGRESS) * head(values):
+            for factor in PROBE_LR_LOWER:
+                evidence.lr_probes[factor] = recipe.run(Change(f"lr x{factor:g}", factor))

@@ -28,7 +28,7 @@ from typing import Any
 
 from unstuck.doctor import thresholds as T
 from unstuck.doctor.curves import median, series, window
-from unstuck.doctor.loss_rules import _verdict, g
+from unstuck.doctor.loss_rules import g, make_verdict
 from unstuck.doctor.verdicts import Verdict
 
 __all__ = [
@@ -95,12 +95,15 @@ def oscillation(history: History) -> Verdict | None:
         "Add learning-rate decay, so the steps shrink as training nears the valley floor.",
         "Momentum (0.9) averages the back-and-forth out of the steps.",
     ]
-    return _verdict("oscillation", T.HIGH if negative > 0.8 else T.MEDIUM, message, evidence, fixes)
+    confidence = T.HIGH if negative > 0.8 else T.MEDIUM
+    return make_verdict("oscillation", confidence, message, evidence, fixes)
 
 
 def exploding_gradients(history: History) -> Verdict | None:
     """Gradient spikes: a gradient norm more than ``EXPLODING_SPIKE`` times the median of the
-    records before it (at least ``MIN_WINDOW`` of them; a window of up to 10% of the run).
+    records before it (at least ``MIN_WINDOW`` of them; a window of up to 10% of the run) and
+    more than ``EXPLODING_EARLY`` times the median of the run's first window (after convergence
+    the recent median is tiny, and an ordinary step is not an explosion).
 
     The fix is clipping at a percentile (``CLIP_PERCENTILE``) of the observed norms: the
     typical steps are unchanged, the rare huge ones are cut to size.
@@ -110,10 +113,15 @@ def exploding_gradients(history: History) -> Verdict | None:
     if n < 2 * T.MIN_WINDOW:
         return None
     w = window(n, 0.1)
+    early = median([v for _, v in grads[:w]])
     spikes = []
     for i in range(T.MIN_WINDOW, n):
         before = median([v for _, v in grads[max(0, i - w) : i]])
-        if before > 0 and grads[i][1] > T.EXPLODING_SPIKE * before:
+        if (
+            before > 0
+            and grads[i][1] > T.EXPLODING_SPIKE * before
+            and grads[i][1] > T.EXPLODING_EARLY * early
+        ):
             spikes.append((grads[i][0], grads[i][1], grads[i][1] / before))
     if not spikes:
         return None
@@ -127,6 +135,7 @@ def exploding_gradients(history: History) -> Verdict | None:
         "worst_spike_norm": worst[1],
         "worst_spike_factor": worst[2],
         "median_grad_norm": median([v for _, v in grads]),
+        "early_grad_norm": early,
         f"p{T.CLIP_PERCENTILE}_grad_norm": clip,
     }
     message = (
@@ -140,7 +149,7 @@ def exploding_gradients(history: History) -> Verdict | None:
         "Look for the batches behind the spikes (outliers, wrong units, label noise).",
         "Lower the learning rate; normalisation layers and a careful init keep gradients in scale.",
     ]
-    return _verdict("exploding_gradients", T.HIGH, message, evidence, fixes)
+    return make_verdict("exploding_gradients", T.HIGH, message, evidence, fixes)
 
 
 def adagrad_blowup(history: History, family: str | None = None) -> Verdict | None:
@@ -211,7 +220,7 @@ def adagrad_blowup(history: History, family: str | None = None) -> Verdict | Non
             if family == "adagrad":
                 fixes.insert(1, "Use RMSProp or Adam: their sigma follows recent gradients and "
                                 "forgets the flat stretch faster.")
-            return _verdict("adagrad_blowup", T.HIGH, message + ".", evidence, fixes)
+            return make_verdict("adagrad_blowup", T.HIGH, message + ".", evidence, fixes)
     return None
 
 
@@ -240,7 +249,9 @@ def needs_warmup(history: History, family: str | None = None) -> Verdict | None:
     w = window(len(history), T.WARMUP_FRACTION)
     early_steps = {int(r.get("step", i)) for i, r in enumerate(history[:w])}
     early_loss = [v for s, v in losses if s in early_steps]
-    ratios = [v for s, v in series(history, "update_ratio") if s in early_steps]
+    ratios = [
+        v for s, v in series(history, "update_ratio") if s in early_steps and math.isfinite(v)
+    ]
     if not early_loss or not ratios:
         return None
     first, peak = early_loss[0], max(early_loss)
@@ -278,7 +289,7 @@ def needs_warmup(history: History, family: str | None = None) -> Verdict | None:
             "Lower the peak learning rate.",
             "Or use RAdam (unstuck.RAdam), whose rectification adapts to the variance itself.",
         ]
-        return _verdict("needs_warmup", T.MEDIUM, message + ".", evidence, fixes)
+        return make_verdict("needs_warmup", T.MEDIUM, message + ".", evidence, fixes)
     fixes = [
         "Add a learning-rate warm-up (linear over the first few hundred to thousand steps; "
         "unstuck.schedules: warmup(cosine(total), steps)).",
@@ -286,7 +297,7 @@ def needs_warmup(history: History, family: str | None = None) -> Verdict | None:
         "while rho_t is small, a warm-up built in.",
         "Lower the peak learning rate; for Transformers, pre-LN blocks are less sensitive.",
     ]
-    return _verdict("needs_warmup", T.HIGH, message + ".", evidence, fixes)
+    return make_verdict("needs_warmup", T.HIGH, message + ".", evidence, fixes)
 
 
 def warmup_ramp(history: History) -> dict[str, Any] | None:
@@ -359,4 +370,4 @@ def layer_ratio_spread(
         "the layers' gradients are on one scale.",
         "Per-layer learning rates with parameter groups.",
     ]
-    return _verdict("layer_ratio_spread", T.MEDIUM, message, evidence, fixes)
+    return make_verdict("layer_ratio_spread", T.MEDIUM, message, evidence, fixes)

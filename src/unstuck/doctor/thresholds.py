@@ -6,14 +6,27 @@ initialised, which for a fresh classifier is close to the loss of a constant pre
 (``ln C`` for ``C`` balanced classes). So "the training loss is large" reads "the training loss
 is still at least half of where it started", whatever the loss function's units.
 
-The values were chosen on the built-in scenarios (``unstuck doctor --scenario all``) so that each
-scenario is found across seeds and the healthy runs raise no alarm; they are deliberately coarse
-(factors of 2 to 10, orders of magnitude), since a verdict should only fire on a clear signal.
+The values were chosen on the built-in scenarios (``unstuck doctor --scenario all``) and the
+*calibration* part of the scenario corpus (``benchmarks/doctor_corpus``: MLPs and linear models
+on tabular data), so that each failure is found across seeds and the healthy runs raise no alarm;
+the corpus's *held-out* part (CNNs, recurrent nets, Transformers, embeddings) was not used to
+choose them, only to measure them (``benchmarks/doctor_accuracy.py``). They are deliberately
+coarse (factors of 2 to 10, orders of magnitude), since a verdict should only fire on a clear
+signal, and most verdicts are confirmed by a check that could refute them
+(:mod:`unstuck.doctor.evidence`) rather than by a threshold alone.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "NO_PROGRESS",
+    "LARGE_UPDATE_RATIO",
+    "LR_PROBE_MARGIN",
+    "EXPLODING_EARLY",
+    "NEAR_ZERO",
+    "DEAD_SHARE",
+    "DEAD_SHARE_ALONE",
+    "NOISE_SCALE_RATIO",
     "BLOWUP_GROWTH",
     "BLOWUP_SPIKE",
     "CLIP_PERCENTILE",
@@ -105,7 +118,12 @@ OSCILLATION_GRADIENT_KEPT = 0.3
 """... while the gradient stays large: its median over the second half is at least 30% of its
 median over the first quarter (at a critical point it would shrink by orders of magnitude)."""
 EXPLODING_SPIKE = 10.0
-"""*Exploding gradients*: a gradient norm more than 10 times the median of the records before it."""
+"""*Exploding gradients*: a gradient norm more than 10 times the median of the records before it
+..."""
+EXPLODING_EARLY = 2.0
+"""... and more than twice the median gradient norm of the run's first records: once the loss is
+near zero the recent median shrinks by orders of magnitude, and an ordinary step would read as a
+"spike" against it; a real explosion is large on the scale of the whole run."""
 CLIP_PERCENTILE = 90
 """The suggested clipping threshold is this percentile of the observed gradient norms."""
 BLOWUP_SPIKE = 10.0
@@ -130,3 +148,31 @@ warm-up or a lower peak instead of a warm-up."""
 LAYER_RATIO_SPREAD = 100.0
 """*Layer-wise ratio spread*: the update/weight ratios of the weight tensors differ by more than
 100 times (two orders of magnitude; median over the second half of the records)."""
+
+# ----------------------------------------------------------------------------- learning rate
+NO_PROGRESS = 0.1
+"""*Learning rate too large*: the training loss made no progress: its end is above 90% of its
+start (the median of the first ``MIN_WINDOW`` values) ..."""
+LARGE_UPDATE_RATIO = 0.05
+"""... while the median update changes the weights by more than 5% per step (healthy runs move
+them by about 0.1%), or a lower learning rate measurably does better, or the reference model
+trained the same way diverged."""
+LR_PROBE_MARGIN = 0.1
+"""A probe at another learning rate *does better* when its score (validation loss, else training
+loss) is at least 10% below the run's own."""
+
+# ----------------------------------------------------------------------------- capacity
+NEAR_ZERO = 0.05
+"""A training loss below 5% of the loss scale is *near zero*: the capacity questions (model bias,
+noise floor) are not asked of it."""
+
+# ----------------------------------------------------------------------------- units
+DEAD_SHARE = 0.5
+"""*Dead units*: a ReLU module of which at least half the units never activate on the training
+data, while the training loss is large or stopped falling ..."""
+DEAD_SHARE_ALONE = 0.9
+"""... or at least 90% of them, whatever the loss."""
+NOISE_SCALE_RATIO = 10.0
+"""*Batch size*: the batch is more than 10 times the gradient noise scale ``B_simple`` while the
+loss still falls at the end of training: each step averages away noise that was already small,
+so smaller batches would make as much progress per step and many more steps per epoch."""

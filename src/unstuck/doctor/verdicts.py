@@ -14,40 +14,53 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CODES", "TITLES", "Diagnosis", "Verdict"]
+__all__ = ["BENIGN", "CODES", "TITLES", "Diagnosis", "Verdict"]
 
 CODES: tuple[str, ...] = (
     "nonfinite",
     "divergence",
+    "lr_too_large",
     "adagrad_blowup",
     "exploding_gradients",
     "needs_warmup",
     "oscillation",
+    "symmetric_init",
     "saddle_point",
     "local_minimum",
+    "dead_units",
     "lr_too_small",
     "optimization_failure",
     "model_bias",
+    "noise_floor",
     "layer_ratio_spread",
+    "batch_size",
     "overfitting",
     "mismatch",
     "healthy",
 )
 """Every verdict code, in rank order (most important first)."""
 
+BENIGN: frozenset[str] = frozenset({"healthy", "noise_floor"})
+"""Codes that raise no alarm: ``noise_floor`` says the run is as good as the data allow."""
+
 TITLES: dict[str, str] = {
     "nonfinite": "Non-finite values (NaN/Inf) in the loss or the gradients",
     "divergence": "The training loss diverges",
+    "lr_too_large": "Learning rate too large: the loss makes no progress under huge steps",
     "exploding_gradients": "Exploding gradients: spikes in the gradient norm",
     "adagrad_blowup": "Adaptive step blow-up after a flat stretch",
     "needs_warmup": "The adaptive optimizer needs a learning-rate warm-up",
     "oscillation": "Oscillation across a valley: stuck with a large gradient",
+    "symmetric_init": "Symmetric initialisation: units are identical and stay identical",
     "saddle_point": "Stuck at a saddle point",
     "local_minimum": "Stuck in a local minimum",
+    "dead_units": "Dead units: ReLU units that never activate",
     "optimization_failure": "Optimisation failure: a simpler model trains better",
     "model_bias": "Model bias: the model is too simple",
+    "noise_floor": "At the noise floor: a bigger model does no better (irreducible error)",
     "lr_too_small": "Learning rate too small: the loss falls, but far too slowly",
     "layer_ratio_spread": "Layers need different step sizes (update/weight ratios spread)",
+    "batch_size": "Batch size far above the gradient noise scale",
     "overfitting": "Overfitting: small training loss, large validation loss",
     "mismatch": "Mismatch: the test data come from another distribution",
     "healthy": "Healthy: no problem found",
@@ -68,6 +81,9 @@ class Verdict:
         message: one sentence with the measured numbers that triggered it.
         evidence: those numbers by name (plain floats, ints, strings and lists: JSON-ready).
         fixes: concrete actions, most promising first, in the words of the guide.
+        trials: the fixes that were tried on copies of the run (``examine(try_fixes=True)``),
+            each a dict with the fix, its measured losses before/after and whether it helped,
+            best first (:mod:`unstuck.doctor.trials`).
     """
 
     code: str
@@ -76,6 +92,7 @@ class Verdict:
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)
     fixes: tuple[str, ...] = ()
+    trials: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.code not in CODES:
@@ -92,6 +109,7 @@ class Verdict:
             "message": self.message,
             "evidence": dict(self.evidence),
             "fixes": list(self.fixes),
+            "trials": [dict(t) for t in self.trials],
         }
 
 
@@ -141,8 +159,8 @@ class Diagnosis:
 
     @property
     def healthy(self) -> bool:
-        """True when no problem was found."""
-        return self.codes == ["healthy"]
+        """True when no problem was found (``healthy``, or only ``noise_floor``: :data:`BENIGN`)."""
+        return all(code in BENIGN for code in self.codes)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything as a plain, JSON-ready dict (see :mod:`unstuck.doctor.report`)."""

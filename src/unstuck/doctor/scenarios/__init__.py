@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from unstuck.doctor.scenarios import dynamics, fitting
+from unstuck.doctor.scenarios import dynamics, fitting, structure
 from unstuck.doctor.verdicts import CODES, Diagnosis
 
 __all__ = ["SCENARIOS", "Scenario", "run_scenario"]
@@ -62,16 +62,21 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         _scenario(dynamics.nonfinite),
         _scenario(dynamics.divergence),
+        _scenario(structure.lr_too_large),
         _scenario(dynamics.adagrad_blowup),
         _scenario(dynamics.exploding_gradients),
         _scenario(fitting.needs_warmup),
         _scenario(dynamics.oscillation),
+        _scenario(structure.symmetric_init),
         _scenario(dynamics.saddle_point, composite=True),
         _scenario(dynamics.local_minimum, composite=True),
+        _scenario(structure.dead_units),
         _scenario(fitting.lr_too_small),
         _scenario(fitting.optimization_failure, composite=True),
         _scenario(fitting.model_bias),
+        _scenario(structure.noise_floor),
         _scenario(fitting.layer_ratio_spread, composite=True),
+        _scenario(structure.batch_size),
         _scenario(fitting.overfitting),
         _scenario(fitting.mismatch),
         _scenario(fitting.healthy),

@@ -1,0 +1,120 @@
+"""What the doctor measured besides the run itself: the checks that can refute a verdict.
+
+A verdict is not a threshold alone: before it blames the learning rate, the model or the data,
+:func:`~unstuck.doctor.examine` runs the check that could prove it wrong, and
+:func:`~unstuck.doctor.diagnose` reads the outcome from an :class:`Evidence`:
+
+- ``reference``: a simpler model trained the same way (guide step 1). Only a reference whose
+  function the model can represent (``reference_representable``) proves an optimisation failure.
+- ``capacity``: a bigger model (a wider copy, or a wide MLP on the flattened input). Does more
+  capacity reach a lower loss? Yes: model bias. No, with training and validation loss alike: the
+  noise floor (irreducible error).
+- ``lr_probes``: the same run at other learning rates (scale -> outcome): "raise the learning
+  rate" only when a higher one measurably did better, "lower it" only when a lower one did.
+- ``degenerate_start`` / ``degenerate_end``: weight tensors whose units are identical (all zero,
+  or equal rows) before and after training (:func:`unstuck.diagnose.degenerate_weights`).
+- ``dead_units``: per ReLU module, the share of units that never activate on the training data
+  after training (:func:`unstuck.diagnose.dead_units`).
+- ``noise_scale`` and ``batch_size``: the gradient noise scale ``B_simple`` (McCandlish et al.
+  2018) measured at the end of training, against the batch size in use.
+
+Every field is optional: a rule whose check did not run says so in the verdict (lower confidence,
+a note) instead of guessing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Evidence", "RunOutcome"]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """The end of one extra run (same data, batches and steps as the run under diagnosis).
+
+    Attributes:
+        label: what was changed (``"lr x3"``, ``"reference: Linear(64, 10)"``).
+        train_loss_end: the median of the last 10% of its training losses (nan if none finite).
+        val_loss_end: its last validation loss, or None without validation data.
+        diverged: its loss became non-finite or ended above twice its first value.
+        steps: the steps it ran.
+        train_loss: its training-loss curve (for the report).
+    """
+
+    label: str
+    train_loss_end: float
+    val_loss_end: float | None = None
+    diverged: bool = False
+    steps: int = 0
+    train_loss: tuple[float, ...] = ()
+
+    @property
+    def score(self) -> float:
+        """What "did better" compares: the validation loss when there is one, else training."""
+        value = self.val_loss_end if self.val_loss_end is not None else self.train_loss_end
+        return value if not self.diverged and math.isfinite(value) else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (without the curve)."""
+        return {
+            "label": self.label,
+            "train_loss_end": self.train_loss_end,
+            "val_loss_end": self.val_loss_end,
+            "diverged": self.diverged,
+            "steps": self.steps,
+        }
+
+
+@dataclass
+class Evidence:
+    """The checks :func:`~unstuck.doctor.examine` ran (see the module docstring)."""
+
+    reference: RunOutcome | None = None
+    reference_representable: bool | None = None
+    reference_kind: str | None = None
+    capacity: RunOutcome | None = None
+    lr_probes: dict[float, RunOutcome] = field(default_factory=dict)
+    degenerate_start: list[dict[str, Any]] | None = None
+    degenerate_end: list[dict[str, Any]] | None = None
+    dead_units: dict[str, dict[str, Any]] | None = None
+    noise_scale: float | None = None
+    batch_size: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def lr_probe_verdict(self, direction: str, own: float, margin: float) -> RunOutcome | None:
+        """The best probe on the ``"higher"`` (or ``"lower"``) side of the run's lr that beats
+        ``own`` (the run's own score) by the relative ``margin``; None when none does (or none
+        ran)."""
+        side = [
+            p for s, p in self.lr_probes.items() if (s > 1 if direction == "higher" else s < 1)
+        ]
+        if not side:
+            return None
+        best = min(side, key=lambda p: p.score)
+        if not math.isfinite(best.score):
+            return None
+        if math.isfinite(own) and best.score > own * (1 - margin):
+            return None
+        return best
+
+    def probed(self, direction: str) -> bool:
+        """True when an lr probe on that side (``"higher"``/``"lower"``) ran."""
+        return any((s > 1 if direction == "higher" else s < 1) for s in self.lr_probes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "reference": self.reference.to_dict() if self.reference else None,
+            "reference_representable": self.reference_representable,
+            "reference_kind": self.reference_kind,
+            "capacity": self.capacity.to_dict() if self.capacity else None,
+            "lr_probes": {str(s): p.to_dict() for s, p in sorted(self.lr_probes.items())},
+            "degenerate_start": self.degenerate_start,
+            "degenerate_end": self.degenerate_end,
+            "dead_units": self.dead_units,
+            "noise_scale": self.noise_scale,
+            "batch_size": self.batch_size,
+        }

@@ -1,0 +1,231 @@
+"""Rules on the model's structure and state: symmetric units, dead units, critical points, and
+the batch size against the gradient noise.
+
+- **Symmetric initialisation** (lectures: "do not initialise all weights to the same value"):
+  units whose incoming weights are identical get identical gradients and stay identical forever;
+  all-zero weights of a product of layers are a degenerate critical point (gradient exactly 0).
+- **Dead units**: a ReLU unit whose pre-activation is negative on every example passes no
+  gradient and never recovers.
+- **Critical points**: at a point where the gradient vanishes the Hessian decides between a
+  saddle point (eigenvalues of both signs, an escape direction) and a local minimum.
+- **Batch size** (the lectures' batch-size lesson, McCandlish et al. 2018): a batch far above
+  the gradient noise scale ``B_simple = tr(Sigma) / |G|^2`` buys little per step.
+
+Thresholds are in :mod:`unstuck.doctor.thresholds`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from unstuck.doctor import thresholds as T
+from unstuck.doctor.curves import finite, halves_drop, tail
+from unstuck.doctor.loss_rules import (
+    g,
+    is_large,
+    is_plateau,
+    make_verdict,
+    near_zero,
+    reference_does_better,
+)
+from unstuck.doctor.verdicts import Verdict
+
+__all__ = ["batch_size", "dead_units", "local_minimum", "saddle_point", "symmetric_init"]
+
+Curve = Sequence[float]
+
+
+def symmetric_init(
+    degenerate_start: list[dict[str, Any]] | None, degenerate_end: list[dict[str, Any]] | None
+) -> Verdict | None:
+    """Weight tensors whose units were identical at the start are still identical at the end.
+
+    Fires on the tensors found degenerate (all zero, or identical units) both before and after
+    training: training could not break the symmetry, so a layer of ``n`` units works as one.
+    A tensor that was zero at the start but differs at the end (a zero-initialised last layer
+    behind random ones, a common and harmless choice) is not reported.
+    """
+    if not degenerate_start or degenerate_end is None:
+        return None
+    still = {d["name"] for d in degenerate_end}
+    stuck = [d for d in degenerate_start if d["name"] in still]
+    if not stuck:
+        return None
+    names = [d["name"] for d in stuck]
+    kinds = sorted({d["kind"] for d in stuck})
+    evidence = {"tensors": stuck, "kinds": kinds}
+    described = ", ".join(f"{d['name']} ({d['kind'].replace('_', ' ')})" for d in stuck[:4])
+    message = (
+        f"{len(stuck)} weight tensor(s) started symmetric and are still symmetric after "
+        f"training: {described}; identical units get identical gradients, so they can never "
+        "learn different features"
+    )
+    if "zero" in kinds:
+        message += " (with all-zero weights in a product of layers the gradient is exactly 0: " \
+                   "a degenerate critical point)"
+    fixes = [
+        "Initialise the weights randomly: keep PyTorch's default (Kaiming/Xavier-uniform) init, "
+        "or call nn.init.kaiming_normal_ / xavier_uniform_ on " + ", ".join(names[:3]) + ".",
+        "Zero (or constant) initialisation is only safe for biases and for the last layer.",
+    ]
+    return make_verdict("symmetric_init", T.HIGH, message + ".", evidence, fixes)
+
+
+def dead_units(
+    dead: dict[str, dict[str, Any]] | None, train: Curve, baseline: float
+) -> Verdict | None:
+    """ReLU units that never activate on the training data after training.
+
+    Fires when a ReLU module has at least ``DEAD_SHARE`` of its units dead while the training
+    loss is large or stopped falling above ``NEAR_ZERO`` (the dead units cost the model its
+    capacity), or at least ``DEAD_SHARE_ALONE`` whatever the loss. ``dead`` maps module names to
+    ``{"units", "dead", "share"}`` (:func:`unstuck.diagnose.dead_units`).
+    """
+    if not dead:
+        return None
+    values = finite(train)
+    hurting = bool(values) and (is_large(values, baseline) or (
+        len(values) >= T.MIN_TREND_POINTS and is_plateau(values, baseline)
+        and not near_zero(values, baseline)
+    ))
+    layers = {n: d for n, d in dead.items() if d.get("units")}
+    worst = max(layers, key=lambda n: layers[n]["share"], default=None)
+    if worst is None:
+        return None
+    share = layers[worst]["share"]
+    if not (share >= T.DEAD_SHARE_ALONE or (share >= T.DEAD_SHARE and hurting)):
+        return None
+    evidence = {"per_module": layers, "worst_module": worst, "worst_share": share}
+    listing = ", ".join(
+        f"{n} {d['dead']}/{d['units']}" for n, d in layers.items() if d["share"] >= T.DEAD_SHARE
+    )
+    message = (
+        f"{g(100 * share)}% of the units after {worst} never activate on the training data "
+        f"(dead units by module: {listing}): they pass no gradient and never recover"
+    )
+    fixes = [
+        "Initialise biases at zero or slightly positive and the weights with Kaiming init; "
+        "normalise the inputs.",
+        "Use LeakyReLU, ELU or GELU: their gradient is not exactly zero for negative inputs.",
+        "Lower the learning rate (a large step can push units into the dead region), add "
+        "normalisation layers (BatchNorm/LayerNorm) before the activations.",
+    ]
+    confidence = T.HIGH if share >= T.DEAD_SHARE_ALONE else T.MEDIUM
+    return make_verdict("dead_units", confidence, message + ".", evidence, fixes)
+
+
+def batch_size(
+    noise_scale: float | None, batch: int | None, train: Curve, baseline: float
+) -> Verdict | None:
+    """The batch is far larger than the gradient noise scale while the loss is still falling.
+
+    With ``B_simple = tr(Sigma) / |G|^2`` measured at the end of training (McCandlish et al.
+    2018): fires when ``batch > NOISE_SCALE_RATIO * B_simple`` and the training loss was still
+    falling over the second half (``PLATEAU_DROP``): a step on a batch of ``B_simple`` examples
+    is nearly as good as one on the whole batch, so smaller batches make about
+    ``batch / B_simple`` times more progress per epoch (and, the lectures' batch-size lesson,
+    their noise tends to generalise better).
+    """
+    values = finite(train)
+    if noise_scale is None or batch is None or not noise_scale > 0:
+        return None
+    if len(values) < T.MIN_TREND_POINTS or is_plateau(values, baseline):
+        return None
+    if not batch > T.NOISE_SCALE_RATIO * noise_scale:
+        return None
+    suggested = max(1, round(noise_scale))
+    evidence = {
+        "batch_size": batch,
+        "noise_scale": noise_scale,
+        "ratio": batch / noise_scale,
+        "drop_second_half": halves_drop(values)[1],
+        "train_loss_end": tail(values),
+    }
+    message = (
+        f"the batch holds {batch} examples but the gradient noise scale is only "
+        f"{g(noise_scale)}: a step on about {suggested} examples points nearly the same way, "
+        "so most of each batch is spent averaging away noise that is already small, while the "
+        "loss is still falling"
+    )
+    fixes = [
+        f"Use smaller batches (about {max(suggested, 2 * suggested)} examples) and as many "
+        "epochs: many more steps for the same compute.",
+        "Or keep the batch and raise the learning rate (with a warm-up) so each step goes "
+        "further.",
+        "Small batches also tend to generalise better (flatter minima).",
+    ]
+    return make_verdict("batch_size", T.MEDIUM, message + ".", evidence, fixes)
+
+
+def saddle_point(critical: dict[str, Any] | None) -> Verdict | None:
+    """The critical-point probe found a saddle point (or a local maximum).
+
+    At a critical point the gradient vanishes and the Hessian decides (lectures, Taylor series):
+    eigenvalues of both signs make a saddle, and the eigenvector ``u`` of a negative eigenvalue
+    ``lambda`` is a way out: ``L(theta + eps u) ~ L(theta) + 0.5 lambda eps^2 < L(theta)``.
+    """
+    if not critical or critical.get("verdict") not in ("saddle point", "local maximum"):
+        return None
+    evidence = {
+        k: critical.get(k)
+        for k in ("verdict", "grad_norm", "lambda_min", "lambda_max", "n_negative",
+                  "n_positive", "escape_loss_change", "eps", "hvps")
+    }
+    change = critical.get("escape_loss_change")
+    message = (
+        f"the gradient is small ({g(critical.get('grad_norm'))}) and the Hessian has eigenvalues "
+        f"of both signs (lambda_min {g(critical.get('lambda_min'))}, lambda_max "
+        f"{g(critical.get('lambda_max'))}): a {critical.get('verdict')}"
+    )
+    if change is not None:
+        message += (
+            f"; a step of {g(critical.get('eps'))} along the eigenvector of lambda_min changes "
+            f"the loss by {g(change)}"
+        )
+    fixes = [
+        "Escape along the negative-curvature direction: theta + eps * u, u the eigenvector of "
+        "lambda_min (CriticalPoint.escape_direction).",
+        "Use momentum (SGD momentum 0.9, Adam): it carries the iterate through flat saddles.",
+        "Use smaller batches: the gradient noise of small batches pushes off a saddle.",
+        "Do not initialise at a symmetric point (all-zero or tiny weights): use the default "
+        "(Kaiming/Xavier) initialisation.",
+    ]
+    confidence = T.HIGH if change is not None and change < 0 else T.MEDIUM
+    return make_verdict("saddle_point", confidence, message + ".", evidence, fixes)
+
+
+def local_minimum(
+    critical: dict[str, Any] | None, train: Curve, baseline: float, reference: Curve | None
+) -> Verdict | None:
+    """Stuck in a local minimum: the Hessian is positive definite at a training loss that a
+    simpler model beats (by the margins of :func:`reference_does_better`).
+
+    Without a better reference a minimum at a large loss is the best the model does (model
+    bias): a convex model's only minimum is global, and the lectures note that in many
+    dimensions true local minima are rare; so this verdict needs the reference to fire.
+    """
+    if not critical or critical.get("verdict") != "local minimum":
+        return None
+    if not reference_does_better(train, reference, baseline):
+        return None
+    evidence = {
+        k: critical.get(k) for k in ("grad_norm", "lambda_min", "lambda_max", "n_positive", "hvps")
+    }
+    evidence["train_loss_end"] = tail(finite(train))
+    evidence["reference_train_loss_end"] = tail(finite(reference or []))
+    message = (
+        f"the Hessian is positive definite (lambda_min {g(critical.get('lambda_min'))} > 0) with "
+        f"a small gradient ({g(critical.get('grad_norm'))}) at training loss "
+        f"{g(evidence['train_loss_end'])}, while a simpler model reaches "
+        f"{g(evidence['reference_train_loss_end'])}."
+    )
+    fixes = [
+        "Restart from another initialisation (several seeds) and keep the best.",
+        "Use momentum or a larger learning rate early (then decay it): it can roll over small "
+        "bumps of the error surface.",
+        "Use smaller batches (noisier gradients), or reparameterise the model (a smoother one).",
+    ]
+    return make_verdict("local_minimum", T.HIGH, message, evidence, fixes)
+
+
