@@ -1,44 +1,43 @@
-"""Shared pieces of the held-out cases: seeding, the 8x8 digits, and plain training runs.
-
-:func:`train` repeats what :func:`unstuck.doctor.examine` does to a case's keyword arguments
-(the same mini-batches in the same order, the same optimizer recipe, scheduler and clipping)
-without any of the doctor's machinery, so a proof can rerun a case with one thing changed
-(the learning rate, the model, the data) and compare.
+"""Shared pieces of the held-out cases: seeding, the 8x8 digits as images, registration, and the
+proofs several held-out cases share (on top of :mod:`.proving`).
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .base import Case, Proof, register
+from .proving import Fit, best_scale, evaluate, fit, lr_sweep, tolerance
+
 __all__ = [
+    "Kwargs",
     "Pair",
-    "Run",
-    "best_scale",
+    "adam",
+    "all_of",
     "digits",
     "generator",
-    "loss_of",
-    "lr_sweep",
-    "seeded",
+    "held_out",
+    "kwargs",
+    "prove_divergence",
+    "prove_exploding",
+    "prove_lr_too_large",
+    "prove_lr_too_small",
+    "prove_mismatch",
+    "prove_model_bias",
+    "prove_nonfinite",
+    "prove_overfitting",
+    "sgd",
     "split",
-    "train",
 ]
 
 Pair = tuple[Tensor, Tensor]
-
-
-def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
-    """``build()`` with the global RNG seeded by ``seed`` (and restored afterwards)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
+Kwargs = dict[str, Any]
 
 
 def generator(seed: int, salt: int = 0) -> torch.Generator:
@@ -65,171 +64,165 @@ def _digits() -> Pair:
 
 
 def digits(seed: int) -> Pair:
-    """The 1797 8x8 digits of scikit-learn (shipped with it), pixels in [0, 1], shape
-    ``(n, 1, 8, 8)``, shuffled by ``seed``."""
+    """The 1797 8x8 digits shipped with scikit-learn as images ``(n, 1, 8, 8)``, pixels in
+    [0, 1], shuffled by ``seed``."""
     images, labels = _digits()
     order = torch.randperm(len(labels), generator=generator(seed, 7))
     return images[order], labels[order]
 
 
-@dataclass
-class Run:
-    """What a plain training run measured.
-
-    Attributes:
-        losses: the training loss of every step (stops after 3 non-finite ones in a row).
-        val: the final val loss (eval mode), NaN when there are no val data.
-        test: the final test loss, NaN when there are no test data.
-        grad_norms: the total gradient norm of every step, before any clipping.
-        model: the trained model.
-    """
-
-    losses: list[float]
-    val: float
-    test: float
-    grad_norms: list[float] = field(default_factory=list)
-    model: nn.Module | None = None
-
-    @property
-    def finite(self) -> bool:
-        """Every training loss was finite (and all of the steps ran)."""
-        return all(math.isfinite(v) for v in self.losses)
-
-    @property
-    def start(self) -> float:
-        """The first training loss."""
-        return self.losses[0]
-
-    def end(self, last: int = 10) -> float:
-        """The mean training loss of the ``last`` steps (inf when any is not finite)."""
-        tail = self.losses[-last:]
-        return sum(tail) / len(tail) if all(math.isfinite(v) for v in tail) else math.inf
-
-    @property
-    def first_nonfinite(self) -> int:
-        """The first step whose loss was not finite, or -1."""
-        return next((i for i, v in enumerate(self.losses) if not math.isfinite(v)), -1)
+def adam(lr: float) -> Callable[[Any], torch.optim.Optimizer]:
+    """A factory of ``torch.optim.Adam`` at ``lr``."""
+    return lambda params: torch.optim.Adam(params, lr=lr)
 
 
-def _is_pair(data: Any) -> bool:
-    return isinstance(data, (tuple, list)) and len(data) == 2 and all(
-        isinstance(t, Tensor) for t in data
-    ) and data[0].shape[:1] == data[1].shape[:1]
+def sgd(lr: float, momentum: float = 0.0) -> Callable[[Any], torch.optim.Optimizer]:
+    """A factory of ``torch.optim.SGD`` at ``lr``."""
+    return lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum)
 
 
-def _batches(data: Any, batch_size: int | None, seed: int) -> Iterator[tuple[Any, Any]]:
-    """Endless batches, in the order :func:`unstuck.doctor.examine` draws them."""
-    if _is_pair(data):
-        inputs, targets = data
-        n = inputs.shape[0]
-        if batch_size is None or batch_size >= n:
-            while True:
-                yield inputs, targets
-        gen = torch.Generator().manual_seed(seed)
-        while True:
-            order = torch.randperm(n, generator=gen)
-            for start in range(0, n - batch_size + 1, batch_size):
-                index = order[start : start + batch_size]
-                yield inputs[index], targets[index]
-    assert isinstance(data, Iterable)
-    while True:
-        for inputs, targets in data:
-            yield inputs, targets
+def kwargs(model: nn.Module, criterion: Callable, data: list[Pair], optimizer: Callable,
+           steps: int, batch_size: int | None, seed: int, title: str, **more: Any) -> Kwargs:
+    """Keyword arguments of ``examine``: ``data`` is ``[train]``, ``[train, val]`` or
+    ``[train, val, test]``; ``more`` adds others (``reference``, ``scheduler``, ...)."""
+    pieces = dict(zip(("train_data", "val_data", "test_data"), data))
+    return dict(model=model, criterion=criterion, optimizer=optimizer, steps=steps,
+                batch_size=batch_size, seed=seed, title=title, **pieces, **more)
 
 
-def loss_of(model: nn.Module, criterion: Callable, data: Any) -> float:
-    """The mean loss of ``model`` on ``data`` (a pair or batches) in eval mode; NaN for None."""
-    if data is None:
-        return math.nan
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            if _is_pair(data):
-                return float(criterion(model(data[0]), data[1]))
-            total, count = 0.0, 0
-            for inputs, targets in data:
-                total += float(criterion(model(inputs), targets)) * len(targets)
-                count += len(targets)
-            return total / count
-    finally:
-        model.train(was)
+def held_out(name: str, truth: str, description: str, build: Callable[[int], Kwargs],
+             proof: Callable[[int], Proof]) -> Case:
+    """Register a held-out case (its family is the first word of ``name``)."""
+    return register(Case(name, name.split("_")[0], truth, "held-out", build, proof,
+                         " ".join(description.split())))
 
 
-def train(
-    kwargs: dict[str, Any],
-    *,
-    steps: int | None = None,
-    lr_scale: float = 1.0,
-    model: nn.Module | None = None,
-    optimizer: Callable[[Any], torch.optim.Optimizer] | None = None,
-    train_data: Any = None,
-    scheduler: Callable[[torch.optim.Optimizer], Any] | None | str = "same",
-    clip_grad_norm: float | None | str = "same",
-) -> Run:
-    """Train a case's keyword arguments as :func:`unstuck.doctor.examine` would, without it.
-
-    Anything given replaces the case's own (``scheduler=None`` / ``clip_grad_norm=None`` drop
-    the case's); ``lr_scale`` multiplies every group's learning rate. The model is deep-copied
-    first, so ``kwargs`` can be trained again.
-    """
-    net = copy.deepcopy(model if model is not None else kwargs["model"])
-    factory = optimizer or kwargs.get("optimizer")
-    opt = factory(net.parameters()) if factory is not None else torch.optim.Adam(
-        net.parameters(), lr=1e-3)
-    for group in opt.param_groups:
-        group["lr"] *= lr_scale
-    make_schedule = kwargs.get("scheduler") if scheduler == "same" else scheduler
-    schedule = make_schedule(opt) if make_schedule is not None else None
-    clip = kwargs.get("clip_grad_norm") if clip_grad_norm == "same" else clip_grad_norm
-    criterion = kwargs["criterion"]
-    seed = kwargs.get("seed", 0)
-    data = train_data if train_data is not None else kwargs["train_data"]
-    batches = _batches(data, kwargs.get("batch_size"), seed)
-    params = [p for p in net.parameters() if p.requires_grad]
-    losses: list[float] = []
-    norms: list[float] = []
-    bad = 0
-    net.train()
-    for _ in range(steps or kwargs.get("steps", 200)):
-        inputs, targets = next(batches)
-        opt.zero_grad()
-        loss = criterion(net(inputs), targets)
-        loss.backward()
-        grads = [p.grad for p in params if p.grad is not None]
-        norm = float(torch.linalg.vector_norm(torch.stack(
-            [torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0
-        norms.append(norm)
-        if clip is not None:
-            nn.utils.clip_grad_norm_(params, clip)
-        opt.step()
-        if schedule is not None:
-            schedule.step()
-        value = float(loss.detach())
-        losses.append(value)
-        bad = bad + 1 if not math.isfinite(value) else 0
-        if bad >= 3:
-            break
-    return Run(losses, loss_of(net, criterion, kwargs.get("val_data")),
-               loss_of(net, criterion, kwargs.get("test_data")), norms, net)
+def all_of(*proofs: Proof) -> Proof:
+    """One proof that holds when every one of ``proofs`` does (summaries joined)."""
+    numbers: dict[str, float] = {}
+    for i, proof in enumerate(proofs):
+        numbers.update({f"{i}.{k}" if k in numbers else k: v for k, v in proof.numbers.items()})
+    return Proof(all(p.holds for p in proofs), "; ".join(p.summary for p in proofs), numbers)
 
 
-def lr_sweep(
-    build: Callable[[int], dict[str, Any]],
-    seed: int,
-    scales: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0),
-    **options: Any,
-) -> dict[float, Run]:
-    """:func:`train` a fresh ``build(seed)`` at each learning-rate scale."""
-    return {scale: train(build(seed), lr_scale=scale, **options) for scale in scales}
+def _check(holds: bool, summary: str, **numbers: float) -> Proof:
+    return Proof(bool(holds), summary, {k: float(v) for k, v in numbers.items()})
 
 
-def best_scale(runs: dict[float, Run], on: str = "val") -> float:
-    """The scale whose run has the lowest final ``on`` loss (``"val"`` or ``"train"``);
-    a run that did not stay finite never wins."""
+def _train_loss(run: Fit, kwargs: Kwargs) -> float:
+    """The final loss on the whole training set (eval mode), for pairs; else the end loss."""
+    data = kwargs["train_data"]
+    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor):
+        return evaluate(run.model, kwargs["criterion"], data)
+    return run.train_loss_end
 
-    def score(run: Run) -> float:
-        value = run.val if on == "val" else run.end()
-        return value if run.finite and math.isfinite(value) else math.inf
 
-    return min(runs, key=lambda scale: score(runs[scale]))
+def prove_lr_too_small(build: Callable[[int], Kwargs], seed: int, factor: float = 10.0) -> Proof:
+    """``factor`` x the lr reaches a score (val loss) under half the run's, and the run's own
+    loss still falls (it is slow, not stuck)."""
+    run, fast = fit(build(seed)), fit(build(seed), lr_scale=factor)
+    falling = run.train_loss_end < run.first_loss - tolerance(run, 0.01)
+    return _check(fast.score < 0.5 * run.score and falling and not run.diverged,
+                  f"{factor:g}x the lr: score {fast.score:.3g} vs {run.score:.3g} as run "
+                  f"(train {run.first_loss:.3g} -> {run.train_loss_end:.3g})",
+                  run=run.score, faster=fast.score)
+
+
+def prove_lr_too_large(build: Callable[[int], Kwargs], seed: int,
+                       scales: tuple[float, ...] = (1 / 100, 1 / 30, 1 / 10, 1 / 3)) -> Proof:
+    """The run makes no progress (end loss >= 90% of its first, finite: it bounces, it does not
+    blow up), and a smaller lr of the sweep reaches under half the run's score."""
+    run = fit(build(seed))
+    sweep = lr_sweep(build(seed), scales)
+    best = best_scale(sweep)
+    stuck = run.train_loss_end >= 0.9 * run.first_loss and all(map(math.isfinite, run.losses))
+    return _check(stuck and sweep[best].score < 0.5 * run.score,
+                  f"run {run.first_loss:.3g} -> {run.train_loss_end:.3g} (score {run.score:.3g}); "
+                  f"lr x{best:.3g}: score {sweep[best].score:.3g}",
+                  run=run.score, best=sweep[best].score, best_scale=best)
+
+
+def prove_divergence(build: Callable[[int], Kwargs], seed: int, fix: float = 0.1) -> Proof:
+    """The loss grows over 100-fold and stays finite (a blow-up, not NaN); ``fix`` x the lr
+    trains (end loss under half the first)."""
+    run, slow = fit(build(seed)), fit(build(seed), lr_scale=fix)
+    finite = all(map(math.isfinite, run.losses))
+    growth = max(run.losses) / run.first_loss if finite else math.inf
+    trains = slow.train_loss_end < 0.5 * slow.first_loss and not slow.diverged
+    return _check(finite and growth > 100 and trains,
+                  f"loss grows x{growth:.3g} over the run (finite: {finite}); {fix:g}x the lr: "
+                  f"{slow.first_loss:.3g} -> {slow.train_loss_end:.3g}",
+                  growth=growth, fixed=slow.train_loss_end)
+
+
+def prove_nonfinite(build: Callable[[int], Kwargs], fixed: Callable[[int], Kwargs],
+                    seed: int, label: str) -> Proof:
+    """The run's loss goes non-finite; the ``fixed`` build (``label``) stays finite and trains
+    (end loss under 70% of its first)."""
+    run, good = fit(build(seed)), fit(fixed(seed))
+    first_bad = next((i for i, v in enumerate(run.losses) if not math.isfinite(v)), -1)
+    trains = all(map(math.isfinite, good.losses)) and good.train_loss_end < 0.7 * good.first_loss
+    return _check(first_bad >= 0 and trains,
+                  f"loss non-finite from step {first_bad}; {label}: {good.first_loss:.3g} -> "
+                  f"{good.train_loss_end:.3g}, all finite", first_nonfinite=first_bad,
+                  fixed=good.train_loss_end)
+
+
+def prove_exploding(build: Callable[[int], Kwargs], fixed: Callable[[int], Kwargs], seed: int,
+                    label: str, spike: float = 20.0) -> Proof:
+    """The gradient norm spikes over ``spike`` x its median (all losses finite), and the
+    ``fixed`` build (``label``) reaches a score under 70% of the run's."""
+    run, good = fit(build(seed)), fit(fixed(seed))
+    finite = all(map(math.isfinite, run.losses))
+    return _check(finite and run.spike > spike and good.score < 0.7 * run.score,
+                  f"max gradient norm {run.spike:.3g}x the median; {label}: score "
+                  f"{good.score:.3g} vs {run.score:.3g}", spike=run.spike, run=run.score,
+                  fixed=good.score)
+
+
+def prove_overfitting(build: Callable[[int], Kwargs], more_data: Callable[[int], Kwargs],
+                      seed: int, label: str) -> Proof:
+    """The training loss ends small and the val loss over 3x it (and 0.3 above); the same model
+    on ``more_data`` (``label``) reaches a val loss under half the run's."""
+    run, big = fit(build(seed)), fit(more_data(seed))
+    train = _train_loss(run, build(seed))
+    gap = run.val_loss_end > 3 * train and run.val_loss_end > train + 0.3
+    return _check(gap and big.val_loss_end < 0.5 * run.val_loss_end,
+                  f"train {train:.3g}, val {run.val_loss_end:.3g}; {label}: val "
+                  f"{big.val_loss_end:.3g}", train=train, val=run.val_loss_end,
+                  more_data=big.val_loss_end)
+
+
+def prove_mismatch(build: Callable[[int], Kwargs], shifted: Callable[[int], Kwargs],
+                   seed: int, label: str) -> Proof:
+    """Val is close to train, test is over 3x val (and 0.5 above); the same model trained on
+    the test distribution (``shifted``: ``label``) reaches a test loss under a third of the
+    run's: the test data are learnable, the training data do not show them."""
+    run, moved = fit(build(seed)), fit(shifted(seed))
+    train = _train_loss(run, build(seed))
+    close = run.val_loss_end <= train + 2 * tolerance(run)
+    far = run.test_loss_end > 3 * run.val_loss_end and run.test_loss_end > run.val_loss_end + 0.5
+    return _check(close and far and moved.test_loss_end < run.test_loss_end / 3,
+                  f"train {train:.3g} val {run.val_loss_end:.3g} test {run.test_loss_end:.3g}; "
+                  f"{label}: test {moved.test_loss_end:.3g}", train=train,
+                  val=run.val_loss_end, test=run.test_loss_end, shifted=moved.test_loss_end)
+
+
+def prove_model_bias(build: Callable[[int], Kwargs], bigger: Callable[[int], nn.Module],
+                     seed: int) -> Proof:
+    """The model's training loss stays high at the best lr of a sweep and with 3x the steps
+    (over 60% of the run's), while a bigger model with the same recipe gets under 40% of it."""
+    kw = build(seed)
+    run = fit(kw)
+    train = _train_loss(run, kw)
+    sweep = lr_sweep(build(seed), (0.3, 1, 3, 10))
+    best = min(sweep, key=lambda s: _train_loss(sweep[s], kw) if not sweep[s].diverged
+               else math.inf)
+    longer = fit(build(seed), lr_scale=best, steps=3 * kw["steps"])
+    best_train = min(_train_loss(sweep[best], kw), _train_loss(longer, kw))
+    big = fit(build(seed), model=bigger(seed))
+    big_train = _train_loss(big, kw)
+    return _check(best_train > 0.6 * train and big_train < 0.4 * train,
+                  f"train {train:.3g} as run, {best_train:.3g} at best lr x{best:g} and 3x the "
+                  f"steps; bigger model {big_train:.3g}", train=train, best=best_train,
+                  bigger=big_train)

@@ -8,9 +8,8 @@ then the held-out losses (overfitting, or mismatch, told apart by a train-dev sp
 step-level failures the Monitor sees (non-finite values, divergence, exploding gradients, an
 adaptive step blowing up, a missing warm-up, layers that need different step sizes, a learning
 rate too small or too large), and what the checks of :mod:`~unstuck.doctor.evidence` found
-(symmetric or dead units, a bigger model doing no better: the noise floor, the batch size against
-the gradient noise scale). The rules live in :mod:`~unstuck.doctor.loss_rules`,
-:mod:`~unstuck.doctor.fitting_rules`, :mod:`~unstuck.doctor.lr_rules`,
+(symmetric or dead units, a bigger model doing no better: the noise floor). The rules live in
+:mod:`~unstuck.doctor.loss_rules`, :mod:`~unstuck.doctor.fitting_rules`, :mod:`~unstuck.doctor.lr_rules`,
 :mod:`~unstuck.doctor.structure_rules` and :mod:`~unstuck.doctor.step_rules`, their thresholds in
 :mod:`~unstuck.doctor.thresholds`.
 """
@@ -40,17 +39,18 @@ _TRAINING = frozenset(CODES[: CODES.index("model_bias")])
 EXPLAINED_BY: dict[str, frozenset[str]] = {
     "model_bias": _TRAINING,
     "noise_floor": _TRAINING | {"model_bias"},
-    "batch_size": _TRAINING | {"model_bias"},
     "exploding_gradients": frozenset({"divergence", "lr_too_large"}),
     "oscillation": frozenset({"divergence", "lr_too_large"}),
+    "lr_too_large": frozenset({"needs_warmup", "symmetric_init", "dead_units"}),
     "needs_warmup": frozenset({"symmetric_init"}),
     "lr_too_small": frozenset({"divergence", "lr_too_large", "symmetric_init", "saddle_point",
                                "dead_units"}),
 }
 """A verdict is not reported when one of the verdicts that explain it fired (a cause before its
 symptom): a large loss is first the optimiser's fault when the optimiser is seen failing; spikes
-are the symptom of a learning rate that is too large; dead or symmetric units, not the learning
-rate, make the steps tiny; a run with a failure is not "at the noise floor"."""
+are the symptom of a learning rate that is too large; a missing warm-up is the specific form of a
+learning rate too large for an adaptive optimizer's first steps; dead or symmetric units, not the
+learning rate, make the steps tiny; a run with a failure is not "at the noise floor"."""
 
 
 def critical_dict(critical_point: Any) -> dict[str, Any] | None:
@@ -242,7 +242,6 @@ def diagnose(
             R.lr_too_small(train, scale, ratio, val=val, family=family, evidence=evidence),
             U.local_minimum(critical, train, scale, reference),
             U.dead_units(ev.dead_units, train, scale),
-            U.batch_size(ev.noise_scale, ev.batch_size, train, scale),
             F.overfitting(train, val, scale, test),
             F.mismatch(train, val, test, scale),
         ]

@@ -15,8 +15,6 @@ A verdict is not a threshold alone: before it blames the learning rate, the mode
   or equal rows) before and after training (:func:`unstuck.diagnose.degenerate_weights`).
 - ``dead_units``: per ReLU module, the share of units that never activate on the training data
   after training (:func:`unstuck.diagnose.dead_units`).
-- ``noise_scale`` and ``batch_size``: the gradient noise scale ``B_simple`` (McCandlish et al.
-  2018) measured at the end of training, against the batch size in use.
 
 Every field is optional: a rule whose check did not run says so in the verdict (lower confidence,
 a note) instead of guessing.
@@ -80,14 +78,17 @@ class Evidence:
     degenerate_start: list[dict[str, Any]] | None = None
     degenerate_end: list[dict[str, Any]] | None = None
     dead_units: dict[str, dict[str, Any]] | None = None
-    noise_scale: float | None = None
-    batch_size: int | None = None
     notes: list[str] = field(default_factory=list)
 
-    def lr_probe_verdict(self, direction: str, own: float, margin: float) -> RunOutcome | None:
+    def lr_probe_verdict(self, direction: str, own: float, baseline: float,
+                         margin: float) -> RunOutcome | None:
         """The best probe on the ``"higher"`` (or ``"lower"``) side of the run's lr that beats
-        ``own`` (the run's own score) by the relative ``margin``; None when none does (or none
-        ran)."""
+        ``own`` (the run's own score), or None when none does (or none ran).
+
+        A probe beats the run when its score is lower by ``margin`` of the run's own fall from
+        the loss scale ``baseline`` (``baseline - own``), and by at least 1% of ``baseline``: a
+        slow run that fell 0.006 is beaten by a probe that fell 0.03, a converged run that fell
+        0.6 is not beaten by a probe 0.002 lower."""
         side = [
             p for s, p in self.lr_probes.items() if (s > 1 if direction == "higher" else s < 1)
         ]
@@ -96,9 +97,10 @@ class Evidence:
         best = min(side, key=lambda p: p.score)
         if not math.isfinite(best.score):
             return None
-        if math.isfinite(own) and best.score > own * (1 - margin):
-            return None
-        return best
+        if not math.isfinite(own):
+            return best
+        needed = max(margin * (baseline - own), 0.01 * baseline)
+        return best if best.score < own - needed else None
 
     def probed(self, direction: str) -> bool:
         """True when an lr probe on that side (``"higher"``/``"lower"``) ran."""
@@ -115,6 +117,4 @@ class Evidence:
             "degenerate_start": self.degenerate_start,
             "degenerate_end": self.degenerate_end,
             "dead_units": self.dead_units,
-            "noise_scale": self.noise_scale,
-            "batch_size": self.batch_size,
         }

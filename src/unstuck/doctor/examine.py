@@ -30,6 +30,7 @@ from unstuck.doctor.loss_rules import (
     is_plateau,
     near_zero,
     reference_does_better,
+    still_falling,
 )
 from unstuck.doctor.references import capacity_reference, reference_model, shallow_reference
 from unstuck.doctor.trials import Change, Recipe, batches, is_pair
@@ -39,16 +40,14 @@ from unstuck.doctor.verdicts import BENIGN, Diagnosis
 __all__ = ["examine", "reference_model"]
 
 PROBE_SAMPLES = 2048
-"""The Hessian probe, the dead-unit count and the noise scale use at most this many training
-examples (one batch)."""
+"""The Hessian probe and the dead-unit count use at most this many training examples (one
+batch)."""
 DEFAULT_STEPS = 300
 """Steps of training when ``steps`` is not given: enough to see the shape of a small run."""
 PROBE_LR_HIGHER = (3.0, 10.0)
 """Learning-rate factors tried before the doctor says "raise the learning rate"."""
 PROBE_LR_LOWER = (0.1, 0.3)
 """Learning-rate factors tried before it says "lower the learning rate"."""
-NOISE_MICRO_BATCHES = 8
-"""Micro-batches of the gradient-noise-scale measurement."""
 
 
 def _make_optimizer(optimizer: Any, model: nn.Module) -> Optimizer:
@@ -133,12 +132,10 @@ def _outcome(label: str, losses: list[float], val: list[float] | None) -> RunOut
     return RunOutcome(label, end, val[-1] if val else None, diverged, len(losses), tuple(losses))
 
 
-def _structure(evidence: Evidence, model: nn.Module, probe: tuple[Any, Any], start: list,
-               criterion: Callable, batch: int | None) -> None:
-    """Symmetric and dead units, and the gradient noise scale, into ``evidence``."""
+def _structure(evidence: Evidence, model: nn.Module, probe: tuple[Any, Any], start: list) -> None:
+    """Symmetric and dead units into ``evidence``."""
     from unstuck.diagnose.activations import dead_units
     from unstuck.diagnose.degenerate import degenerate_weights
-    from unstuck.diagnose.noise_scale import gradient_noise_scale
 
     evidence.degenerate_start = [dataclasses.asdict(d) for d in start]
     try:
@@ -150,17 +147,6 @@ def _structure(evidence: Evidence, model: nn.Module, probe: tuple[Any, Any], sta
         }
     except (RuntimeError, ValueError, TypeError) as error:
         evidence.notes.append(f"the unit checks could not run: {str(error).splitlines()[0]}")
-    enough = batch is not None and len(probe[1]) >= 2 * NOISE_MICRO_BATCHES
-    if isinstance(probe[0], Tensor) and enough:
-        inputs, targets = probe[0][:batch], probe[1][:batch]
-        try:
-            scale = gradient_noise_scale(model, criterion, inputs, targets,
-                                         micro_batches=NOISE_MICRO_BATCHES)
-            if math.isfinite(scale.b_simple):
-                evidence.noise_scale = scale.b_simple
-                evidence.batch_size = batch
-        except (RuntimeError, ValueError, TypeError):
-            pass
 
 
 def examine(
@@ -207,8 +193,7 @@ def examine(
        stopped high, a simpler reference (``reference``: ``"auto"`` builds one for any model,
        :mod:`unstuck.doctor.references`; a module is used as given; None skips it) and a bigger
        model; when the loss fell steadily but slowly, runs at 3x and 10x the learning rate; when
-       it made no progress, runs at 0.1x and 0.3x; always the symmetric and dead units and the
-       gradient noise scale (cheap);
+       it made no progress, runs at 0.1x and 0.3x; always the symmetric and dead units (cheap);
     4. at a plateau, probes the Hessian at the final point (``probe_hessian``) within
        ``probe_budget`` seconds (default: the training's own time, at least 2 s), attention run
        with the math SDPA backend; a probe that cannot run is a note, never an error;
@@ -287,11 +272,7 @@ def examine(
     scale = baseline if baseline is not None else (values[0] if values and values[0] > 0 else 1.0)
     probe = _sample(train_data, batch_size, seed)
     if checks:
-        batch = batch_size if is_pair(train_data) else (
-            len(probe[1]) if hasattr(probe[1], "__len__") else None)
-        if is_pair(train_data) and batch_size is None:
-            batch = len(train_data[1])
-        _structure(evidence, model, probe, start, criterion, batch)
+        _structure(evidence, model, probe, start)
     ref_losses = None
     if checks and not broken:
         ref_losses = _references(evidence, recipe, model, probe, reference, seed, values, scale,
@@ -329,10 +310,7 @@ def _references(evidence: Evidence, recipe: Recipe, model: nn.Module, probe: tup
                 reference: Any, seed: int, values: list[float], scale: float,
                 val: list[float] | None, notes: list[str]) -> list[float] | None:
     """Train the simpler reference and the bigger model when the loss stopped high."""
-    stopped_high = values and not near_zero(values, scale) and (
-        is_large(values, scale) or is_plateau(values, scale)
-    )
-    if not stopped_high:
+    if not stopped_high(values, scale):
         return None
     with torch.no_grad():
         was = model.training
@@ -362,7 +340,7 @@ def _references(evidence: Evidence, recipe: Recipe, model: nn.Module, probe: tup
         ref = recipe.run(Change(f"reference: {kind}", model=ref_model))
         evidence.reference, evidence.reference_kind = ref, kind
         evidence.reference_representable = representable
-    overfit = val and finite(val) and finite(val)[-1] - values[-1] >= T.OVERFIT_GAP * scale
+    overfit = bool(val and finite(val)) and finite(val)[-1] - tail(values) >= T.OVERFIT_GAP * scale
     if big is not None and not overfit:
         from unstuck.optim import Adam
 
@@ -374,17 +352,30 @@ def _references(evidence: Evidence, recipe: Recipe, model: nn.Module, probe: tup
     return list(ref.train_loss) if ref is not None else None
 
 
+def stopped_high(values: list[float], scale: float) -> bool:
+    """The training loss stopped (not still falling) above ``NEAR_ZERO``, large or on a plateau:
+    the guide's step-1 question (the model or the optimisation?) is asked."""
+    return bool(values) and not near_zero(values, scale) and not still_falling(values) and (
+        is_large(values, scale) or is_plateau(values, scale)
+    )
+
+
+def codes_broken(codes: list[str]) -> bool:
+    """The preliminary verdicts already blame something other than a slow learning rate."""
+    return bool(set(codes) & {"nonfinite", "divergence", "lr_too_large", "symmetric_init",
+                              "dead_units", "overfitting"})
+
+
 def _lr_probes(evidence: Evidence, recipe: Recipe, codes: list[str], values: list[float],
                scale: float) -> None:
-    """Runs at higher learning rates when the run looks too slow, lower ones when it made no
-    progress."""
-    if "lr_too_small" in codes:
+    """Runs at higher learning rates when the run looks too slow or stopped high, lower ones when
+    it made no progress."""
+    if "lr_too_small" in codes or (stopped_high(values, scale) and not codes_broken(codes)):
         for factor in PROBE_LR_HIGHER:
             evidence.lr_probes[factor] = recipe.run(Change(f"lr x{factor:g}", factor))
     if values and len(values) >= T.MIN_TREND_POINTS and not near_zero(values, scale):
         from unstuck.doctor.curves import tail
-        from unstuck.doctor.loss_rules import head
 
-        if tail(values) >= (1 - T.NO_PROGRESS) * head(values):
+        if tail(values) >= (1 - T.NO_PROGRESS) * values[0]:
             for factor in PROBE_LR_LOWER:
                 evidence.lr_probes[factor] = recipe.run(Change(f"lr x{factor:g}", factor))

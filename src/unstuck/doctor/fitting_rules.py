@@ -36,6 +36,7 @@ from unstuck.doctor.loss_rules import (
     make_verdict,
     near_zero,
     reference_does_better,
+    still_falling,
 )
 from unstuck.doctor.verdicts import Verdict
 
@@ -142,6 +143,8 @@ def model_bias(
     values = finite(train)
     if len(values) < T.MIN_TREND_POINTS or not is_plateau(values, baseline):
         return None
+    if still_falling(values):
+        return None
     if near_zero(values, baseline) or reference_does_better(values, reference, baseline):
         return None
     kind = (critical or {}).get("verdict")
@@ -206,7 +209,7 @@ def noise_floor(
     values = finite(train)
     if capacity is None or len(values) < T.MIN_TREND_POINTS:
         return None
-    if not is_plateau(values, baseline) or near_zero(values, baseline):
+    if not is_plateau(values, baseline) or near_zero(values, baseline) or still_falling(values):
         return None
     if not math.isfinite(capacity.score) or capacity_does_better(values, val, capacity, baseline):
         return None

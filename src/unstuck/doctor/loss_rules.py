@@ -11,6 +11,7 @@ learning-rate rules in :mod:`~unstuck.doctor.lr_rules`, the rules on the model's
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "near_zero",
     "nonfinite",
     "reference_does_better",
+    "still_falling",
 ]
 
 Curve = Sequence[float]
@@ -68,6 +70,30 @@ def is_plateau(train: Curve, baseline: float) -> bool:
     if len(values) < T.MIN_TREND_POINTS:
         return False
     return halves_drop(values)[1] < T.PLATEAU_DROP * baseline
+
+
+def still_falling(train: Curve) -> bool:
+    """The loss still falls at the end of the run, as much as it did before: the second half's
+    fall is significant (least-squares slope over the second half below zero by more than 3
+    standard errors) and at least ``STEADY_FALL`` of the first half's. A run that converged
+    (fast fall, then flat) or sits on a noisy floor is not still falling; a slow straight line is.
+    """
+    values = finite(train)
+    if len(values) < 2 * T.MIN_TREND_POINTS:
+        return False
+    first, second = halves_drop(values)
+    if not (second > 0 and second >= T.STEADY_FALL * first):
+        return False
+    late = values[len(values) // 2 :]
+    n = len(late)
+    mean_t, mean_y = (n - 1) / 2, statistics.fmean(late)
+    sxx = sum((t - mean_t) ** 2 for t in range(n))
+    slope = sum((t - mean_t) * (y - mean_y) for t, y in enumerate(late)) / sxx
+    residual = sum((y - mean_y - slope * (t - mean_t)) ** 2 for t, y in enumerate(late))
+    if n <= 2 or residual <= 0:
+        return slope < 0
+    error = math.sqrt(residual / (n - 2) / sxx)
+    return slope < -3 * error
 
 
 def reference_does_better(train: Curve, reference: Curve | None, baseline: float) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 from unstuck.doctor import thresholds as T
 from unstuck.doctor.curves import finite, halves_drop, tail, thirds
 from unstuck.doctor.evidence import Evidence, RunOutcome
-from unstuck.doctor.loss_rules import g, head, is_large, make_verdict
+from unstuck.doctor.loss_rules import g, head, is_large, make_verdict, near_zero
 from unstuck.doctor.verdicts import Verdict
 
 __all__ = ["lr_too_large", "lr_too_small"]
@@ -55,7 +55,9 @@ def lr_too_small(
       ``STEADY_FALL`` of what the first half fell (no flattening), and the whole run fell by less
       than ``SLOW_DROP`` of the scale;
     - tiny steps: the median update/weight ratio is below ``SMALL_UPDATE_RATIO`` while the loss
-      is still large.
+      is still large;
+    - stuck high: the loss stopped above ``NEAR_ZERO`` and a run at a higher learning rate did
+      better (the guide's optimisation question, answered by a probe, before model bias).
 
     Then the probes decide: when a run at a higher learning rate did better by
     ``LR_PROBE_MARGIN`` the verdict is confirmed (high confidence, the fix names that lr); when
@@ -87,7 +89,12 @@ def lr_too_small(
         and update_ratio < T.SMALL_UPDATE_RATIO
         and is_large(values, baseline)
     )
-    if not (steady or tiny):
+    own = _own_score(train, val)
+    confirmed = (
+        evidence.lr_probe_verdict("higher", own, baseline, T.LR_PROBE_MARGIN) if evidence else None
+    )
+    stuck_high = confirmed is not None and not near_zero(values, baseline)
+    if not (steady or tiny or stuck_high):
         return None
     parts = []
     if steady:
@@ -99,8 +106,6 @@ def lr_too_small(
     if update_ratio is not None:
         facts["median_update_ratio"] = update_ratio
         parts.append(f"the median update is {g(update_ratio)} of the weights per step")
-    own = _own_score(train, val)
-    confirmed = evidence.lr_probe_verdict("higher", own, T.LR_PROBE_MARGIN) if evidence else None
     if confirmed is None and evidence is not None and evidence.probed("higher"):
         return None  # a higher lr was tried and did no better: not the lr's fault
     fixes = []
@@ -134,7 +139,8 @@ def lr_too_large(
     """The learning rate is too large: the loss makes no progress while the steps are huge.
 
     Fires when the training loss made no progress (its end above ``1 - NO_PROGRESS`` of its
-    start: flat, bouncing or rising without the geometric growth of divergence) and one of:
+    first value, the model as initialised: flat, bouncing or rising without the geometric
+    growth of divergence) and one of:
     the median update/weight ratio exceeds ``LARGE_UPDATE_RATIO`` (each step changes the
     weights by more than 5%), the reference model trained with the same recipe diverged, or a
     run at a lower learning rate did better by ``LR_PROBE_MARGIN``. High confidence when the
@@ -144,7 +150,7 @@ def lr_too_large(
     values = finite(train)
     if len(values) < T.MIN_TREND_POINTS:
         return None
-    start, end = head(values), tail(values)
+    start, end = values[0], tail(values)
     if not end >= (1 - T.NO_PROGRESS) * start:
         return None
     facts: dict[str, Any] = {"loss_start": start, "loss_end": end, "baseline": baseline}
@@ -161,7 +167,9 @@ def lr_too_large(
         facts["reference_diverged"] = True
         parts.append("the reference model trained with the same optimizer settings diverged")
     own = _own_score(train, val)
-    confirmed = evidence.lr_probe_verdict("lower", own, T.LR_PROBE_MARGIN) if evidence else None
+    confirmed = (
+        evidence.lr_probe_verdict("lower", own, baseline, T.LR_PROBE_MARGIN) if evidence else None
+    )
     if confirmed is None and evidence is not None and evidence.probed("lower"):
         return None
     if confirmed is None and not (big or reference_broke):

@@ -10,7 +10,8 @@ so on a recurrent network a probe can cost many times the training it diagnoses.
 - **a budget**: one HVP is timed first (the loss and its gradient graph, ``t_setup``, then one
   product, ``t_hvp``); a Lanczos run of ``m`` steps is then estimated to cost
   ``2 t_setup + 1.25 m t_hvp`` (the gradient graph, the escape-direction losses, and each step's
-  product with its re-orthogonalisation), a spectrum of ``s`` steps ``t_setup + 1.25 s t_hvp``.
+  product with its re-orthogonalisation), a spectrum of ``s`` steps ``t_setup + s t_step``
+  with ``t_step`` the larger of ``1.25 t_hvp`` and the time per step the critical-point probe took.
   The spectrum is dropped before the critical-point probe is shortened below its 80 steps, and a
   probe that cannot afford :data:`MIN_STEPS` steps is skipped with a note that says how long one
   HVP takes. Without a budget the sizes are the full ones (80 Lanczos steps, 40 spectrum steps).
@@ -72,8 +73,6 @@ MIN_STEPS = 10
 
 MARGIN = 1.25
 """Estimated cost of one Lanczos step over the measured HVP time (re-orthogonalisation)."""
-
-_PREFIX = "the Hessian probe could not run: "
 
 _now = time.perf_counter
 
@@ -146,15 +145,18 @@ def probe_hessian(
         raise ValueError(f"seed must be an integer, got {seed!r}")
     start = _now()
     run = _Run(model, criterion, batch, budget_s, seed, k, start)
-    saved = _Saved(model)
+    saved: _Saved | None = None
     try:
+        saved = _Saved(model)
         with _second_order(model):
             model.eval()
             run.go()
     except Exception as error:  # the probe must never take the doctor down
-        run.notes.append(describe(error))
+        part = "the Hessian probe" if run.critical is None else "the Hessian spectrum"
+        run.notes.append(describe(error, part))
     finally:
-        saved.restore()
+        if saved is not None:
+            saved.restore()
     return HessianProbe(
         run.critical, run.spectrum, run.hvps, _now() - start, "; ".join(run.notes) or None
     )
@@ -186,7 +188,9 @@ class _Run:
 
     def go(self) -> None:
         if not self.params:
-            self.notes.append(_PREFIX + "the model has no trainable parameters")
+            self.notes.append(
+                "the Hessian probe could not run: the model has no trainable parameters"
+            )
             return
         if self.budget is not None and self.budget <= 0:
             self.notes.append("the Hessian probe was skipped: its time budget is 0 s")
@@ -199,7 +203,7 @@ class _Run:
         else:
             setup, product = self.time_one_hvp()
             left = self.budget - (_now() - self.start)
-            max_iter = affordable(left - 2 * setup, product, MAX_ITER)
+            max_iter = affordable(left - 2 * setup, MARGIN * product, MAX_ITER)
             if max_iter < minimum:
                 self.notes.append(
                     f"the Hessian probe was skipped: one Hessian-vector product takes "
@@ -207,17 +211,22 @@ class _Run:
                     f"{_seconds(self.budget)} budget"
                 )
                 return
+        before = _now()
         self.critical = critical_point(
             self.model, self.criterion, self.batch, k=self.k, max_iter=max_iter, seed=self.seed
         )
         self.hvps += self.critical.hvps
+        # the spectrum's steps cost what the critical-point probe's did, if that was more
+        per_step = max(
+            MARGIN * product, (_now() - before - 2 * setup) / max(self.critical.hvps, 1)
+        )
         cut = max_iter < min(MAX_ITER, n) and not self.critical.converged
         if self.critical.verdict == "not a critical point":
             self.note_budget(cut, False, setup + product)
             return
         if self.budget is not None:
             left = self.budget - (_now() - self.start)
-            steps = affordable(left - setup, product, min(SPECTRUM_STEPS, n))
+            steps = affordable(left - setup, per_step, min(SPECTRUM_STEPS, n))
             if steps < min(MIN_STEPS, n):
                 self.note_budget(cut, True, setup + product)
                 return
@@ -254,18 +263,17 @@ class _Run:
             )
 
 
-def affordable(seconds: float, product: float, most: int) -> int:
-    """How many Lanczos steps, at most ``most``, fit in ``seconds`` when one HVP takes
-    ``product`` seconds (each step estimated at ``MARGIN * product``)."""
+def affordable(seconds: float, per_step: float, most: int) -> int:
+    """How many Lanczos steps, at most ``most``, fit in ``seconds`` at ``per_step`` seconds each
+    (``most`` when a step costs nothing measurable, 0 when there is no time left)."""
     if not seconds > 0:
         return 0
-    per_step = MARGIN * product
-    if per_step <= 0:
+    if not per_step > 0:
         return most
     return int(min(most, math.floor(seconds / per_step)))
 
 
-_NO_SECOND_DERIVATIVE = re.compile(r"derivative for (?:aten::)?([\w.]+) is not implemented")
+_NO_SECOND_DERIVATIVE = re.compile(r"derivative for (?:aten::)?'?([\w.]+)'? is not implemented")
 _KINDS = [
     (("differentiate twice", "once_differentiable"),
      "the model uses a custom autograd function that can be differentiated only once"),
@@ -279,23 +287,24 @@ _KINDS = [
 ]
 
 
-def describe(error: BaseException) -> str:
-    """One sentence, in plain words, for an exception raised by the probe."""
+def describe(error: BaseException, part: str = "the Hessian probe") -> str:
+    """One sentence, in plain words, for an exception raised by ``part`` of the probe."""
+    prefix = f"{part} could not run: "
     text = str(error)
     found = _NO_SECOND_DERIVATIVE.search(text)
     if found:
-        return _PREFIX + f"the model uses an operation with no second derivative ({found[1]})"
+        return prefix + f"the model uses an operation with no second derivative ({found[1]})"
     if isinstance(error, torch.OutOfMemoryError):
-        return _PREFIX + "it ran out of memory"
+        return prefix + "it ran out of memory"
     lowered = text.lower()
     for needles, kind in _KINDS:
         if any(needle.lower() in lowered for needle in needles):
-            return _PREFIX + kind
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+            return prefix + kind
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "").rstrip(".")
     if len(first) > 100:
         first = first[:97].rstrip() + "..."
-    detail = f" ({first.rstrip('.')})" if first else ""
-    return _PREFIX + f"the model or the criterion raised {type(error).__name__}{detail}"
+    detail = f" ({first})" if first else ""
+    return prefix + f"the model or the criterion raised {type(error).__name__}{detail}"
 
 
 class _Saved:

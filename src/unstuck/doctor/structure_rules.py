@@ -1,5 +1,4 @@
-"""Rules on the model's structure and state: symmetric units, dead units, critical points, and
-the batch size against the gradient noise.
+"""Rules on the model's structure and state: symmetric units, dead units, critical points.
 
 - **Symmetric initialisation** (lectures: "do not initialise all weights to the same value"):
   units whose incoming weights are identical get identical gradients and stay identical forever;
@@ -8,8 +7,6 @@ the batch size against the gradient noise.
   gradient and never recovers.
 - **Critical points**: at a point where the gradient vanishes the Hessian decides between a
   saddle point (eigenvalues of both signs, an escape direction) and a local minimum.
-- **Batch size** (the lectures' batch-size lesson, McCandlish et al. 2018): a batch far above
-  the gradient noise scale ``B_simple = tr(Sigma) / |G|^2`` buys little per step.
 
 Thresholds are in :mod:`unstuck.doctor.thresholds`.
 """
@@ -20,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from unstuck.doctor import thresholds as T
-from unstuck.doctor.curves import finite, halves_drop, tail
+from unstuck.doctor.curves import finite, tail
 from unstuck.doctor.loss_rules import (
     g,
     is_large,
@@ -31,7 +28,7 @@ from unstuck.doctor.loss_rules import (
 )
 from unstuck.doctor.verdicts import Verdict
 
-__all__ = ["batch_size", "dead_units", "local_minimum", "saddle_point", "symmetric_init"]
+__all__ = ["dead_units", "local_minimum", "saddle_point", "symmetric_init"]
 
 Curve = Sequence[float]
 
@@ -113,49 +110,6 @@ def dead_units(
     ]
     confidence = T.HIGH if share >= T.DEAD_SHARE_ALONE else T.MEDIUM
     return make_verdict("dead_units", confidence, message + ".", evidence, fixes)
-
-
-def batch_size(
-    noise_scale: float | None, batch: int | None, train: Curve, baseline: float
-) -> Verdict | None:
-    """The batch is far larger than the gradient noise scale while the loss is still falling.
-
-    With ``B_simple = tr(Sigma) / |G|^2`` measured at the end of training (McCandlish et al.
-    2018): fires when ``batch > NOISE_SCALE_RATIO * B_simple`` and the training loss was still
-    falling over the second half (``PLATEAU_DROP``): a step on a batch of ``B_simple`` examples
-    is nearly as good as one on the whole batch, so smaller batches make about
-    ``batch / B_simple`` times more progress per epoch (and, the lectures' batch-size lesson,
-    their noise tends to generalise better).
-    """
-    values = finite(train)
-    if noise_scale is None or batch is None or not noise_scale > 0:
-        return None
-    if len(values) < T.MIN_TREND_POINTS or is_plateau(values, baseline):
-        return None
-    if not batch > T.NOISE_SCALE_RATIO * noise_scale:
-        return None
-    suggested = max(1, round(noise_scale))
-    evidence = {
-        "batch_size": batch,
-        "noise_scale": noise_scale,
-        "ratio": batch / noise_scale,
-        "drop_second_half": halves_drop(values)[1],
-        "train_loss_end": tail(values),
-    }
-    message = (
-        f"the batch holds {batch} examples but the gradient noise scale is only "
-        f"{g(noise_scale)}: a step on about {suggested} examples points nearly the same way, "
-        "so most of each batch is spent averaging away noise that is already small, while the "
-        "loss is still falling"
-    )
-    fixes = [
-        f"Use smaller batches (about {max(suggested, 2 * suggested)} examples) and as many "
-        "epochs: many more steps for the same compute.",
-        "Or keep the batch and raise the learning rate (with a warm-up) so each step goes "
-        "further.",
-        "Small batches also tend to generalise better (flatter minima).",
-    ]
-    return make_verdict("batch_size", T.MEDIUM, message + ".", evidence, fixes)
 
 
 def saddle_point(critical: dict[str, Any] | None) -> Verdict | None:

@@ -76,7 +76,6 @@ SCENARIOS: dict[str, Scenario] = {
         _scenario(fitting.model_bias),
         _scenario(structure.noise_floor),
         _scenario(fitting.layer_ratio_spread, composite=True),
-        _scenario(structure.batch_size),
         _scenario(fitting.overfitting),
         _scenario(fitting.mismatch),
         _scenario(fitting.healthy),

@@ -39,13 +39,13 @@ def _regression(seed: int, n: int, scales: list[float]) -> tuple[torch.Tensor, t
 
 
 def oscillation(seed: int) -> Diagnosis:
-    """Huber regression on an ill-conditioned valley (feature scales 10 and 0.5), SGD lr 0.05:
+    """Huber regression on an ill-conditioned valley (feature scales 10 and 0.5), SGD lr 0.03:
     too large for the steep direction, so the weight bounces across the valley, the gradient
     stays large and the loss stops falling."""
     x, y = _regression(seed, 256, [10.0, 0.5])
     model = seeded(seed, lambda: nn.Linear(2, 1))
     return examine(model, nn.SmoothL1Loss(beta=1.0), (x, y),
-                   optimizer=lambda p: torch.optim.SGD(p, lr=0.05), steps=150, seed=seed,
+                   optimizer=lambda p: torch.optim.SGD(p, lr=0.03), steps=150, seed=seed,
                    title="oscillation: SGD across an ill-conditioned valley")
 
 

@@ -1,0 +1,193 @@
+"""Held-out cases: GRU, LSTM and plain RNN models on generated sequences."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Proof
+from .heldout_common import (
+    Kwargs,
+    adam,
+    generator,
+    held_out,
+    kwargs,
+    prove_exploding,
+    prove_lr_too_small,
+    prove_model_bias,
+    sgd,
+    split,
+)
+from .heldout_data import parity, recall, sine, sums
+from .proving import fit, prove_healthy, prove_noise_floor, seeded
+
+__all__ = ["Recurrent"]
+
+
+class Recurrent(nn.Module):
+    """A one-layer recurrent network (``nn.GRU``, ``nn.LSTM`` or ``nn.RNN``) with a linear head
+    on its last output (``every_step=False``) or on every output (classes on dim 1)."""
+
+    def __init__(self, cell: type[nn.Module], hidden: int, out: int, inputs: int = 1,
+                 every_step: bool = False, **options: object) -> None:
+        super().__init__()
+        self.rnn = cell(inputs, hidden, batch_first=True, **options)
+        self.head = nn.Linear(hidden, out)
+        self.every_step = every_step
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        if self.every_step:
+            return self.head(out).transpose(1, 2)
+        return self.head(out[:, -1])
+
+
+# ---------------------------------------------------------------------------------- benign
+
+
+def _parity_healthy(seed: int) -> Kwargs:
+    data = split(parity(seed, 2500, 12), 2000, 500)
+    model = seeded(seed, lambda: Recurrent(nn.GRU, 32, 2, every_step=True))
+    return kwargs(model, F.cross_entropy, data, adam(1e-2), 300, 64, seed,
+                  "held-out: a GRU learning the running parity")
+
+
+held_out("rnn_parity_healthy", "healthy",
+         "GRU (32) tagging the running parity of 12 random bits, Adam lr 1e-2: learns it "
+         "perfectly, the loss ends near zero.", _parity_healthy,
+         lambda seed: prove_healthy(_parity_healthy(seed), seeded(
+             seed + 1, lambda: Recurrent(nn.GRU, 128, 2, every_step=True))))
+
+
+def _sine_slow(seed: int) -> Kwargs:
+    data = split(sine(seed, 2500, 20), 2000, 500)
+    model = seeded(seed, lambda: Recurrent(nn.LSTM, 32, 1))
+    return kwargs(model, F.mse_loss, data, adam(3e-3), 300, 32, seed,
+                  "held-out: an LSTM forecasting sines")
+
+
+held_out("rnn_sine_healthy", "healthy",
+         "LSTM (32) forecasting the next value of clean sines of random frequency, Adam lr 3e-3, "
+         "batches of 32: slow, still falling at the end, but the lr is right.", _sine_slow,
+         lambda seed: prove_healthy(_sine_slow(seed),
+                                    seeded(seed + 1, lambda: Recurrent(nn.LSTM, 128, 1))))
+
+
+def _sums_floor(seed: int) -> Kwargs:
+    data = split(sums(seed, 2500, 20, 5, noise=0.5), 2000, 500)
+    model = seeded(seed, lambda: Recurrent(nn.GRU, 32, 1))
+    return kwargs(model, F.mse_loss, data, adam(3e-3), 300, 64, seed,
+                  "held-out: a GRU summing with noisy targets")
+
+
+held_out("rnn_sums_noise_floor", "noise_floor",
+         "GRU (32) regressing the sum of the last 5 of 20 values, targets with Gaussian noise of "
+         "std 0.5: the loss ends at the noise variance 0.25.", _sums_floor,
+         lambda seed: prove_noise_floor(_sums_floor(seed),
+                                        seeded(seed + 1, lambda: Recurrent(nn.GRU, 128, 1)), 0.25))
+
+
+# -------------------------------------------------------------------------- failing runs
+
+
+def _sine_crawl(seed: int) -> Kwargs:
+    data = split(sine(seed, 2500, 20), 2000, 500)
+    model = seeded(seed, lambda: Recurrent(nn.LSTM, 32, 1))
+    return kwargs(model, F.mse_loss, data, sgd(0.01), 300, 32, seed,
+                  "held-out: an LSTM with SGD at lr 0.01")
+
+
+held_out("rnn_sine_lr_too_small", "lr_too_small",
+         "LSTM (32) forecasting sines with plain SGD at lr 0.01: the loss falls, far too slowly.",
+         _sine_crawl, lambda seed: prove_lr_too_small(_sine_crawl, seed))
+
+
+def _recall_small(seed: int) -> Kwargs:
+    data = split(recall(seed, 2500, 10, 6), 2000, 500)
+    model = seeded(seed, lambda: Recurrent(nn.GRU, 2, 6))
+    return kwargs(model, F.mse_loss, data, adam(1e-2), 300, 64, seed,
+                  "held-out: a 2-unit GRU recalling 6 values")
+
+
+held_out("rnn_recall_model_bias", "model_bias",
+         "A 2-unit GRU asked to recall the first 6 of 10 values at the end: two numbers of state "
+         "cannot hold six, the training loss stays large.", _recall_small,
+         lambda seed: prove_model_bias(
+             _recall_small, lambda s: seeded(s + 1, lambda: Recurrent(nn.GRU, 64, 6)), seed))
+
+
+def _irnn(hidden: int = 32) -> Recurrent:
+    """A ReLU RNN started at the identity recurrence (zero biases): long memory, and gradients
+    that explode as soon as the recurrence grows past 1."""
+    model = Recurrent(nn.RNN, hidden, 1, nonlinearity="relu")
+    with torch.no_grad():
+        model.rnn.weight_hh_l0.copy_(torch.eye(hidden))
+        model.rnn.bias_hh_l0.zero_()
+        model.rnn.bias_ih_l0.zero_()
+    return model
+
+
+def _long_sums(seed: int, clip: float | None = None) -> Kwargs:
+    data = split(sums(seed, 1500, 50, 8), 1000, 500)
+    more = {} if clip is None else {"clip_grad_norm": clip}
+    return kwargs(seeded(seed, _irnn), F.mse_loss, data, sgd(3e-3, 0.9), 300, 32, seed,
+                  "held-out: a ReLU RNN over 50 steps without clipping", **more)
+
+
+held_out("rnn_longsums_exploding_gradients", "exploding_gradients",
+         "ReLU RNN started at the identity recurrence, over sequences of 50 (sum of the last 8), "
+         "SGD lr 3e-3 momentum 0.9 without clipping: the gradient norm spikes by 100x and more.",
+         _long_sums,
+         lambda seed: prove_exploding(_long_sums, lambda s: _long_sums(s, 1.0), seed,
+                                      "with the gradient norm clipped at 1"))
+
+
+def _sine_outliers(seed: int, outliers: bool = True) -> Kwargs:
+    train, val = split(sine(seed, 1500, 20), 1000, 500)
+    targets = train[1].clone()
+    if outliers:
+        targets[torch.randperm(1000, generator=generator(seed, 11))[:4]] *= 1000.0
+    model = seeded(seed, lambda: Recurrent(nn.GRU, 32, 1))
+    return kwargs(model, F.mse_loss, [(train[0], targets), val], sgd(0.01, 0.9), 300, 32, seed,
+                  "held-out: a GRU with 4 targets off by 1000x")
+
+
+held_out("rnn_sine_exploding_gradients", "exploding_gradients",
+         "GRU (32) forecasting sines where 4 of 1000 training targets are off by a factor 1000 "
+         "(a unit error), SGD lr 0.01 momentum 0.9: the batches holding them give gradient "
+         "spikes that knock the weights.", _sine_outliers,
+         lambda seed: prove_exploding(_sine_outliers, lambda s: _sine_outliers(s, False), seed,
+                                      "without the 4 outliers"))
+
+
+def _parity_zero(seed: int, zero: bool = True) -> Kwargs:
+    data = split(parity(seed, 2500, 12), 2000, 500)
+    model = seeded(seed, lambda: Recurrent(nn.GRU, 32, 2, every_step=True))
+    if zero:
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.zero_()
+    return kwargs(model, F.cross_entropy, data, adam(1e-2), 200, 64, seed,
+                  "held-out: a GRU with every weight initialised to zero")
+
+
+def _zero_proof(seed: int) -> Proof:
+    run = fit(_parity_zero(seed))
+    weight = run.model.rnn.weight_hh_l0.detach().view(3, 32, 32)
+    spread = float((weight - weight[:, :1]).abs().max())
+    good = fit(_parity_zero(seed, False))
+    holds = spread == 0.0 and run.train_loss_end > 0.95 * math.log(2) and (
+        good.score < 0.3 * run.score)
+    return Proof(holds, f"the hidden units stay identical (spread {spread:.2g}), loss "
+                 f"{run.train_loss_end:.3g} (ln 2 = {math.log(2):.3g}); with the default init: "
+                 f"score {good.score:.3g}", {"spread": spread, "run": run.score,
+                                             "default": good.score})
+
+
+held_out("rnn_parity_symmetric_init", "symmetric_init",
+         "GRU tagging the running parity with every weight and bias initialised to zero: all "
+         "hidden units are the same (zero) and get the same (zero) gradient; only the output "
+         "bias learns.", _parity_zero, _zero_proof)
