@@ -77,15 +77,15 @@ held_out("cnn_digits_healthy", "healthy",
 
 def _shapes_noisy(seed: int) -> Kwargs:
     data = split(shapes(seed, 4000, noise=0.2), 3000, 500, 500)
-    return kwargs(seeded(seed, lambda: cnn(16, 32, 4, 10, bn=True)), F.cross_entropy, data,
-                  sgd(0.01, 0.9), 300, 8, seed, "held-out: a BatchNorm CNN, batches of 8")
+    return kwargs(seeded(seed, lambda: cnn(8, 16, 4, 10, bn=True)), F.cross_entropy, data,
+                  sgd(0.01, 0.9), 250, 8, seed, "held-out: a BatchNorm CNN, batches of 8")
 
 
 held_out("cnn_shapes_healthy", "healthy",
          "CNN with BatchNorm on 4 noisy generated shapes (3000 train, 10x10), SGD lr 0.01 "
          "momentum 0.9 with batches of 8: a noisy but healthy loss curve.", _shapes_noisy,
          lambda seed: prove_healthy(_shapes_noisy(seed),
-                                    seeded(seed + 1, lambda: cnn(64, 128, 4, 10, bn=True))))
+                                    seeded(seed + 1, lambda: cnn(32, 64, 4, 10, bn=True))))
 
 
 def _bars_floor(seed: int) -> Kwargs:

@@ -9,8 +9,8 @@ step-level failures the Monitor sees (non-finite values, divergence, exploding g
 adaptive step blowing up, a missing warm-up, layers that need different step sizes, a learning
 rate too small or too large), and what the checks of :mod:`~unstuck.doctor.evidence` found
 (symmetric or dead units, a bigger model doing no better: the noise floor). The rules live in
-:mod:`~unstuck.doctor.loss_rules`, :mod:`~unstuck.doctor.fitting_rules`, :mod:`~unstuck.doctor.lr_rules`,
-:mod:`~unstuck.doctor.structure_rules` and :mod:`~unstuck.doctor.step_rules`, their thresholds in
+the modules ``loss_rules``, ``fitting_rules``, ``lr_rules``, ``structure_rules`` and
+``step_rules`` of :mod:`unstuck.doctor`, their thresholds in
 :mod:`~unstuck.doctor.thresholds`.
 """
 
@@ -241,7 +241,7 @@ def diagnose(
             F.noise_floor(train, val, scale, ev.capacity),
             R.lr_too_small(train, scale, ratio, val=val, family=family, evidence=evidence),
             U.local_minimum(critical, train, scale, reference),
-            U.dead_units(ev.dead_units, train, scale),
+            U.dead_units(ev.dead_units, F.capacity_does_better(train, val, ev.capacity, scale)),
             F.overfitting(train, val, scale, test),
             F.mismatch(train, val, test, scale),
         ]

@@ -25,6 +25,7 @@ from unstuck.doctor import thresholds as T
 from unstuck.doctor.curves import finite, tail
 from unstuck.doctor.diagnose import diagnose
 from unstuck.doctor.evidence import Evidence, RunOutcome
+from unstuck.doctor.fitting_rules import overfitting
 from unstuck.doctor.loss_rules import (
     is_large,
     is_plateau,
@@ -340,8 +341,7 @@ def _references(evidence: Evidence, recipe: Recipe, model: nn.Module, probe: tup
         ref = recipe.run(Change(f"reference: {kind}", model=ref_model))
         evidence.reference, evidence.reference_kind = ref, kind
         evidence.reference_representable = representable
-    overfit = bool(val and finite(val)) and finite(val)[-1] - tail(values) >= T.OVERFIT_GAP * scale
-    if big is not None and not overfit:
+    if big is not None and overfitting(values, val, scale) is None:
         from unstuck.optim import Adam
 
         generic = big.representable is False and not big.kind.startswith("the MLP")

@@ -73,6 +73,12 @@ def capacity_does_better(
     return theirs <= mine * (1 - T.REFERENCE_MARGIN) and mine - theirs >= T.REFERENCE_GAP * baseline
 
 
+def _gap(train_end: float, held_end: float, baseline: float) -> bool:
+    """The held-out loss is above the training loss by ``OVERFIT_GAP`` of the scale and
+    ``GAP_RATIO`` times (both: an absolute and a relative gap)."""
+    return held_end - train_end >= T.OVERFIT_GAP * baseline and held_end >= T.GAP_RATIO * train_end
+
+
 # ----------------------------------------------------------------------------- training loss large
 def optimization_failure(
     train: Curve,
@@ -202,9 +208,9 @@ def noise_floor(
     is decided by evidence, never by the loss's size: fires when the loss stopped falling
     (``PLATEAU_DROP``) above ``NEAR_ZERO``, a bigger model trained on the same data
     (``capacity``) does not do better (:func:`capacity_does_better`), and the validation loss, when
-    there is one, is close to the training loss (no ``OVERFIT_GAP``: the model generalises what it
-    learned). High confidence with a validation loss, medium without. A benign verdict: the fix
-    is better data, not more training.
+    there is one, shows no overfitting gap (``OVERFIT_GAP`` and ``GAP_RATIO``: the model
+    generalises what it learned). High confidence with a validation loss, medium without. A
+    benign verdict: the fix is better data, not more training.
     """
     values = finite(train)
     if capacity is None or len(values) < T.MIN_TREND_POINTS:
@@ -215,7 +221,7 @@ def noise_floor(
         return None
     end = tail(values)
     held = finite(val or [])
-    if held and held[-1] - end >= T.OVERFIT_GAP * baseline:
+    if held and _gap(end, held[-1], baseline):
         return None
     evidence: dict[str, Any] = {
         "train_loss_end": end,
@@ -259,7 +265,7 @@ def overfitting(
     if not values or not held or is_large(values, baseline):
         return None
     mine, theirs = tail(values), held[-1]
-    if not (theirs - mine >= T.OVERFIT_GAP * baseline and theirs >= T.GAP_RATIO * mine):
+    if not _gap(mine, theirs, baseline):
         return None
     best = min(held)
     evidence: dict[str, Any] = {

@@ -20,10 +20,7 @@ from unstuck.doctor import thresholds as T
 from unstuck.doctor.curves import finite, tail
 from unstuck.doctor.loss_rules import (
     g,
-    is_large,
-    is_plateau,
     make_verdict,
-    near_zero,
     reference_does_better,
 )
 from unstuck.doctor.verdicts import Verdict
@@ -69,29 +66,24 @@ def symmetric_init(
     return make_verdict("symmetric_init", T.HIGH, message + ".", evidence, fixes)
 
 
-def dead_units(
-    dead: dict[str, dict[str, Any]] | None, train: Curve, baseline: float
-) -> Verdict | None:
+def dead_units(dead: dict[str, dict[str, Any]] | None, capacity_helps: bool = False
+               ) -> Verdict | None:
     """ReLU units that never activate on the training data after training.
 
-    Fires when a ReLU module has at least ``DEAD_SHARE`` of its units dead while the training
-    loss is large or stopped falling above ``NEAR_ZERO`` (the dead units cost the model its
-    capacity), or at least ``DEAD_SHARE_ALONE`` whatever the loss. ``dead`` maps module names to
-    ``{"units", "dead", "share"}`` (:func:`unstuck.diagnose.dead_units`).
+    Fires when a ReLU module has at least ``DEAD_SHARE_ALONE`` of its units dead, or at least
+    ``DEAD_SHARE`` while a bigger model does better (``capacity_helps``: the dead units cost the
+    model capacity it needs). Many dead units in a model that does as well as a bigger one are
+    not a problem. ``dead`` maps module names to ``{"units", "dead", "share"}``
+    (:func:`unstuck.diagnose.dead_units`).
     """
     if not dead:
         return None
-    values = finite(train)
-    hurting = bool(values) and (is_large(values, baseline) or (
-        len(values) >= T.MIN_TREND_POINTS and is_plateau(values, baseline)
-        and not near_zero(values, baseline)
-    ))
     layers = {n: d for n, d in dead.items() if d.get("units")}
     worst = max(layers, key=lambda n: layers[n]["share"], default=None)
     if worst is None:
         return None
     share = layers[worst]["share"]
-    if not (share >= T.DEAD_SHARE_ALONE or (share >= T.DEAD_SHARE and hurting)):
+    if not (share >= T.DEAD_SHARE_ALONE or (share >= T.DEAD_SHARE and capacity_helps)):
         return None
     evidence = {"per_module": layers, "worst_module": worst, "worst_share": share}
     listing = ", ".join(
@@ -101,6 +93,8 @@ def dead_units(
         f"{g(100 * share)}% of the units after {worst} never activate on the training data "
         f"(dead units by module: {listing}): they pass no gradient and never recover"
     )
+    if capacity_helps and share < T.DEAD_SHARE_ALONE:
+        message += "; a bigger model does better, so the model misses those units"
     fixes = [
         "Initialise biases at zero or slightly positive and the weights with Kaiming init; "
         "normalise the inputs.",
