@@ -149,11 +149,11 @@ def run_tasks(work: Callable[[Any], Any], tasks: Sequence[Any], jobs: int, label
 # ----------------------------------------------------------------------------- tables
 
 
-def markdown(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A Markdown table (numbers right-aligned)."""
+def markdown(headers: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1) -> str:
+    """A Markdown table: the first ``left`` columns left-aligned, the others right-aligned."""
     body = [[str(cell) for cell in row] for row in rows]
     lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" if i == 0 else "--:" for i in range(len(headers))) + "|"]
+             "|" + "|".join("---" if i < left else "--:" for i in range(len(headers))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     return "\n".join(lines)
 
@@ -226,7 +226,7 @@ def wrong_runs(runs: Sequence[Run]) -> str:
             for r in runs if not r.right]
     if not rows:
         return "every top verdict is right"
-    return markdown(["case", "seed", "truth", "top", "codes"], rows)
+    return markdown(["case", "seed", "truth", "top", "codes"], rows, left=5)
 
 
 def report(runs: Sequence[Run]) -> str:
@@ -249,7 +249,7 @@ def proof_table(proofs: Sequence[ProofRun]) -> str:
     rows = [[p.case, p.seed, holds[p.holds], f"{p.seconds:.1f}", p.summary] for p in proofs]
     total = [p for p in proofs if p.holds is not None]
     return "\n\n".join([
-        markdown(["case", "seed", "holds", "s", "summary"], rows),
+        markdown(["case", "seed", "holds", "s", "summary"], rows, left=5),
         f"proofs holding: {_fraction(sum(bool(p.holds) for p in total), len(total))}"])
 
 

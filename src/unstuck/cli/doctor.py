@@ -32,6 +32,7 @@ examples:
   unstuck doctor --list
   unstuck doctor --scenario saddle_point               # writes doctor_saddle_point.html
   unstuck doctor --scenario overfitting -o report.html --force
+  unstuck doctor --scenario lr_too_large --try-fixes    # runs the fixes, reports their effect
   unstuck doctor --scenario all                        # every scenario, a table (about a minute)
 """
 
@@ -54,6 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="the HTML report (default: doctor_NAME.html); with --scenario all, a directory to "
              "write every report in (default: none written)",
     )
+    parser.add_argument("--try-fixes", action="store_true",
+                        help="also run each verdict's fixes on copies of the run and report "
+                             "their measured effect (a few more trainings)")
     parser.add_argument("--force", action="store_true", help="overwrite existing reports")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on standard error")
     parser.set_defaults(handler=run, command_parser=parser)
@@ -106,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"scenario {scenario.name}: {scenario.description}", file=sys.stderr)
     start = time.monotonic()
-    diagnosis = run_scenario(scenario.name, args.seed)
+    diagnosis = run_scenario(scenario.name, args.seed, try_fixes=args.try_fixes)
     print(f"{diagnosis.title} (seed {args.seed}, {time.monotonic() - start:.1f} s)")
     print(diagnosis)
     if not _write(diagnosis, path):
@@ -127,7 +131,7 @@ def _run_all(args: argparse.Namespace) -> int:
     with ProgressBar(len(SCENARIOS), "doctor", enabled=not args.quiet) as bar:
         for scenario in SCENARIOS.values():
             t = time.monotonic()
-            diagnosis = run_scenario(scenario.name, args.seed)
+            diagnosis = run_scenario(scenario.name, args.seed, try_fixes=args.try_fixes)
             seconds = time.monotonic() - t
             codes = diagnosis.codes
             ok = codes[0] == scenario.expected or (

@@ -50,9 +50,14 @@ class RunOutcome:
     train_loss: tuple[float, ...] = ()
 
     @property
+    def loss(self) -> float:
+        """The validation loss when there is one, else the training loss (as measured)."""
+        return self.val_loss_end if self.val_loss_end is not None else self.train_loss_end
+
+    @property
     def score(self) -> float:
-        """What "did better" compares: the validation loss when there is one, else training."""
-        value = self.val_loss_end if self.val_loss_end is not None else self.train_loss_end
+        """What "did better" compares: :attr:`loss`, or inf for a run that diverged."""
+        value = self.loss
         return value if not self.diverged and math.isfinite(value) else math.inf
 
     def to_dict(self) -> dict[str, Any]:

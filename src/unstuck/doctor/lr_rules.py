@@ -161,7 +161,7 @@ def lr_too_large(
     if update_ratio is not None:
         facts["median_update_ratio"] = update_ratio
     if big:
-        parts.append(f"while the median step changes the weights by {g(100 * update_ratio)}%")
+        parts.append(f"the median step changes the weights by {g(100 * update_ratio)}%")
     reference_broke = bool(evidence and evidence.reference and evidence.reference.diverged)
     if reference_broke:
         facts["reference_diverged"] = True

@@ -70,6 +70,19 @@ def _evidence_rows(v: Verdict) -> list[list[str]]:
     return [[str(k), _show(x)] for k, x in v.evidence.items()]
 
 
+_TRIAL_HEADER = ["fix", "loss before", "loss after", "helped"]
+
+
+def _trial_rows(v: Any) -> list[list[str]]:
+    """One row per fix tried: its score (validation loss, else training) before and after."""
+    return [
+        [t["fix"], f"{t['score_before']:.4g}",
+         "diverged" if t["diverged"] else f"{t['score_after']:.4g}",
+         "yes" if t["helped"] else "no"]
+        for t in v.trials
+    ]
+
+
 def diagnosis_markdown(d: Diagnosis) -> str:
     """The verdicts with their evidence and fixes, and the notes, as GitHub Markdown."""
     parts = [f"# {d.title}", ""]
@@ -80,6 +93,9 @@ def diagnosis_markdown(d: Diagnosis) -> str:
             parts += [markdown_table(["evidence", "value"], _evidence_rows(v)), ""]
         if v.fixes:
             parts += ["**Fixes**", ""] + [f"- {fix}" for fix in v.fixes] + [""]
+        if v.trials:
+            parts += ["**Fixes tried** (same steps, batches and seed as the run)", "",
+                      markdown_table(_TRIAL_HEADER, _trial_rows(v)), ""]
     if d.notes:
         parts += ["## Notes", ""] + [f"- {n}" for n in d.notes] + [""]
     return "\n".join(parts)
@@ -98,6 +114,10 @@ def _verdicts_html(d: Diagnosis) -> str:
             out.append("<p><strong>Fixes</strong></p>\n<ul>\n")
             out += [f"<li>{escape(fix)}</li>\n" for fix in v.fixes]
             out.append("</ul>\n")
+        if v.trials:
+            out.append("<p><strong>Fixes tried</strong> (same steps, batches and seed as the "
+                       "run)</p>\n")
+            out.append(html_table(_TRIAL_HEADER, _trial_rows(v)))
         out.append("</section>\n")
     if d.notes:
         out.append("<h2>Notes</h2>\n<ul>\n" + "".join(f"<li>{escape(n)}</li>\n" for n in d.notes)

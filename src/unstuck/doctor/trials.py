@@ -311,8 +311,9 @@ FIXES: dict[str, Callable[[Recipe, dict[str, Any]], list[Change]]] = {
 def try_fixes(recipe: Recipe, code: str, evidence: dict[str, Any],
               baseline: RunOutcome) -> list[dict[str, Any]]:
     """Run the mechanical fixes of ``code`` on copies and measure each against ``baseline`` (the
-    run itself, same steps and batches). Best first; ``helped`` is False for a fix that did not
-    lower the score (validation loss, else training loss)."""
+    run itself, same steps and batches). Best first; ``score_before``/``score_after`` are the
+    validation loss (else training loss) of the run and of the fix; ``helped`` is False for a fix
+    that did not lower it (a run that diverged scores as infinitely bad)."""
     make = FIXES.get(code)
     if make is None:
         return []
@@ -321,12 +322,12 @@ def try_fixes(recipe: Recipe, code: str, evidence: dict[str, Any],
         after = recipe.run(change)
         out.append({
             "fix": change.label,
-            "score_before": baseline.score,
-            "score_after": after.score,
+            "score_before": baseline.loss,
+            "score_after": after.loss,
             "train_loss_after": after.train_loss_end,
             "val_loss_after": after.val_loss_end,
             "diverged": after.diverged,
             "helped": after.score < baseline.score,
         })
-    out.sort(key=lambda t: t["score_after"])
+    out.sort(key=lambda t: (t["diverged"], t["score_after"]))
     return out

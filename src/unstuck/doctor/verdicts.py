@@ -199,5 +199,9 @@ class Diagnosis:
             lines.append(f"   {v.message}")
             for fix in v.fixes[:3]:
                 lines.append(f"   - {fix}")
+            for t in v.trials:
+                after = "diverged" if t["diverged"] else f"{t['score_after']:.4g}"
+                lines.append(f"   tried {t['fix']}: loss {t['score_before']:.4g} -> {after} "
+                             f"({'helped' if t['helped'] else 'did not help'})")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)

@@ -40,18 +40,19 @@ class Scenario:
         name: the scenario's name (the verdict code it exhibits).
         expected: the verdict code it must produce.
         description: one line: the model, the data, the optimizer and what goes wrong.
-        train: ``train(seed)`` -> Diagnosis (use :func:`run_scenario`, which pins the threads).
+        train: ``train(seed, **options)`` -> Diagnosis, ``options`` passed on to
+            :func:`~unstuck.doctor.examine` (use :func:`run_scenario`, which pins the threads).
         composite: the expected code may come after another one (see the module docstring).
     """
 
     name: str
     expected: str
     description: str
-    train: Callable[[int], Diagnosis]
+    train: Callable[..., Diagnosis]
     composite: bool = False
 
 
-def _scenario(train: Callable[[int], Diagnosis], composite: bool = False) -> Scenario:
+def _scenario(train: Callable[..., Diagnosis], composite: bool = False) -> Scenario:
     name = train.__name__
     doc = " ".join((train.__doc__ or "").split())
     return Scenario(name, name, doc, train, composite)
@@ -103,8 +104,9 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def run_scenario(name: str, seed: int = 0) -> Diagnosis:
-    """Train the scenario ``name`` with ``seed`` and return its Diagnosis.
+def run_scenario(name: str, seed: int = 0, *, try_fixes: bool = False) -> Diagnosis:
+    """Train the scenario ``name`` with ``seed`` and return its Diagnosis; with ``try_fixes``
+    the verdicts' fixes are tried on copies and measured (``examine(try_fixes=True)``).
 
     Raises:
         ValueError: ``name`` is not a scenario (the error lists them).
@@ -113,4 +115,4 @@ def run_scenario(name: str, seed: int = 0) -> Diagnosis:
     if scenario is None:
         raise ValueError(f"name must be one of {list(SCENARIOS)}, got {name!r}")
     with _one_thread():
-        return scenario.train(seed)
+        return scenario.train(seed, try_fixes=try_fixes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,7 @@ def _regression(seed: int, n: int, scales: list[float]) -> tuple[torch.Tensor, t
     return x, x @ w
 
 
-def oscillation(seed: int) -> Diagnosis:
+def oscillation(seed: int, **options: Any) -> Diagnosis:
     """Huber regression on an ill-conditioned valley (feature scales 10 and 0.5), SGD lr 0.03:
     too large for the steep direction, so the weight bounces across the valley, the gradient
     stays large and the loss stops falling."""
@@ -46,10 +47,10 @@ def oscillation(seed: int) -> Diagnosis:
     model = seeded(seed, lambda: nn.Linear(2, 1))
     return examine(model, nn.SmoothL1Loss(beta=1.0), (x, y),
                    optimizer=lambda p: torch.optim.SGD(p, lr=0.03), steps=150, seed=seed,
-                   title="oscillation: SGD across an ill-conditioned valley")
+                   title="oscillation: SGD across an ill-conditioned valley", **options)
 
 
-def saddle_point(seed: int) -> Diagnosis:
+def saddle_point(seed: int, **options: Any) -> Diagnosis:
     """A two-layer linear network ``w2 w1 x`` initialised at all zeros: the origin is a saddle
     point (zero gradient, Hessian eigenvalues of both signs), so SGD never moves, while the
     automatic reference (a linear model) fits the data."""
@@ -59,7 +60,7 @@ def saddle_point(seed: int) -> Diagnosis:
         nn.init.zeros_(p)
     return examine(model, F.mse_loss, (x, y),
                    optimizer=lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9), steps=100,
-                   seed=seed, title="saddle point: a linear network started at zero")
+                   seed=seed, title="saddle point: a linear network started at zero", **options)
 
 
 class Sine(nn.Module):
@@ -86,7 +87,7 @@ class Fourier(nn.Module):
         return self.linear(torch.cat([torch.sin(k * x), torch.cos(k * x)], dim=1))
 
 
-def local_minimum(seed: int) -> Diagnosis:
+def local_minimum(seed: int, **options: Any) -> Diagnosis:
     """Fit ``sin(3x)`` by ``sin(f x + p)`` from ``f`` near 1 with Adam: the loss in ``f`` has
     many local minima and gradient descent settles in one (positive definite Hessian), while a
     linear model on Fourier features (the reference) fits the data."""
@@ -98,19 +99,19 @@ def local_minimum(seed: int) -> Diagnosis:
     reference = seeded(seed, Fourier)
     return examine(model, F.mse_loss, (x, y), optimizer=lambda p: unstuck.Adam(p, lr=0.02),
                    steps=200, reference=reference, seed=seed,
-                   title="local minimum: fitting a frequency")
+                   title="local minimum: fitting a frequency", **options)
 
 
-def divergence(seed: int) -> Diagnosis:
+def divergence(seed: int, **options: Any) -> Diagnosis:
     """Linear regression with SGD at lr 1.2, above 2 / lambda_max of the MSE: every step
     overshoots, the loss grows geometrically."""
     x, y = _regression(seed, 256, [1.0] * 4)
     model = seeded(seed, lambda: nn.Linear(4, 1))
     return examine(model, F.mse_loss, (x, y), optimizer=lambda p: torch.optim.SGD(p, lr=1.2),
-                   steps=40, seed=seed, title="divergence: SGD at lr 1.2")
+                   steps=40, seed=seed, title="divergence: SGD at lr 1.2", **options)
 
 
-def nonfinite(seed: int) -> Diagnosis:
+def nonfinite(seed: int, **options: Any) -> Diagnosis:
     """One training example has a NaN feature (a corrupt record): the first mini-batch holding
     it makes the loss NaN; the Monitor names the first module (``hidden``) with a NaN output
     and the parameters whose gradient went NaN."""
@@ -121,10 +122,10 @@ def nonfinite(seed: int) -> Diagnosis:
         hidden=nn.Linear(2, 32), act=nn.ReLU(), head=nn.Linear(32, 2))))
     return examine(model, F.cross_entropy, (inputs, train[1]), val, test,
                    optimizer=lambda p: unstuck.Adam(p, lr=1e-2), steps=100, batch_size=32,
-                   reference=None, seed=seed, title="non-finite: a NaN in the data")
+                   reference=None, seed=seed, title="non-finite: a NaN in the data", **options)
 
 
-def exploding_gradients(seed: int) -> Diagnosis:
+def exploding_gradients(seed: int, **options: Any) -> Diagnosis:
     """MLP regression where 4 of 512 targets are off by a factor 1000 (a unit error): the
     mini-batches holding them give gradient spikes of 100x and more, which knock the weights."""
     generator = torch.Generator().manual_seed(seed)
@@ -135,10 +136,10 @@ def exploding_gradients(seed: int) -> Diagnosis:
     return examine(model, F.mse_loss, (x, y),
                    optimizer=lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9), steps=150,
                    batch_size=32, reference=None, seed=seed,
-                   title="exploding gradients: outliers in the targets")
+                   title="exploding gradients: outliers in the targets", **options)
 
 
-def adagrad_blowup(seed: int) -> Diagnosis:
+def adagrad_blowup(seed: int, **options: Any) -> Diagnosis:
     """Linear regression whose second feature is nearly constant for 400 steps (sorted data: a
     flat stretch of the error surface in its weight), then varies: the lectures' Adagrad has
     let sigma shrink to the tiny gradients, and the first real gradient makes a huge step."""
@@ -155,4 +156,4 @@ def adagrad_blowup(seed: int) -> Diagnosis:
     model = seeded(seed, lambda: nn.Linear(2, 1, bias=False))
     return examine(model, F.mse_loss, list(batches()),
                    optimizer=lambda p: unstuck.AdagradRMS(p, lr=0.05), steps=600, seed=seed,
-                   title="step blow-up: the lectures' Adagrad after a flat stretch")
+                   title="step blow-up: the lectures' Adagrad after a flat stretch", **options)

@@ -7,6 +7,7 @@ returns :func:`unstuck.doctor.examine`'s Diagnosis.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -46,26 +47,26 @@ def mlp(*sizes: int, act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def healthy(seed: int) -> Diagnosis:
+def healthy(seed: int, **options: Any) -> Diagnosis:
     """An MLP 2-32-32-2 on two moons with Adam (lr 1e-2), mini-batches of 64: trains well."""
     train, val, test = split(moons(700, 0.15, seed), 400, 150, 150)
     model = seeded(seed, lambda: mlp(2, 32, 32, 2))
     return examine(model, F.cross_entropy, train, val, test,
                    optimizer=lambda p: unstuck.Adam(p, lr=1e-2), steps=150, batch_size=64,
-                   seed=seed, title="healthy: an MLP on two moons")
+                   seed=seed, title="healthy: an MLP on two moons", **options)
 
 
-def model_bias(seed: int) -> Diagnosis:
+def model_bias(seed: int, **options: Any) -> Diagnosis:
     """A linear classifier on two concentric circles: no line separates them, so the training
     loss stays at ln 2 however well it is optimised (the Hessian says: a minimum)."""
     train, val, test = split(circles(700, 0.05, seed), 400, 150, 150)
     model = seeded(seed, lambda: nn.Sequential(nn.Linear(2, 2)))
     return examine(model, F.cross_entropy, train, val, test,
                    optimizer=lambda p: unstuck.Adam(p, lr=5e-2), steps=150, seed=seed,
-                   title="model bias: a linear classifier on concentric circles")
+                   title="model bias: a linear classifier on concentric circles", **options)
 
 
-def optimization_failure(seed: int) -> Diagnosis:
+def optimization_failure(seed: int, **options: Any) -> Diagnosis:
     """A deep plain sigmoid MLP (7 hidden layers) with SGD on two moons stays at ln 2, while the
     automatic reference (one hidden layer, same optimizer) learns: the deeper one could represent
     it, so its optimisation fails (vanishing gradients through the sigmoids)."""
@@ -73,20 +74,20 @@ def optimization_failure(seed: int) -> Diagnosis:
     model = seeded(seed, lambda: mlp(2, *[32] * 7, 2, act=nn.Sigmoid))
     return examine(model, F.cross_entropy, train, val, test,
                    optimizer=lambda p: torch.optim.SGD(p, lr=0.5), steps=200, seed=seed,
-                   title="optimisation failure: a deep sigmoid MLP")
+                   title="optimisation failure: a deep sigmoid MLP", **options)
 
 
-def overfitting(seed: int) -> Diagnosis:
+def overfitting(seed: int, **options: Any) -> Diagnosis:
     """A large MLP (2-128-128-2) on 30 noisy training examples: it memorises them (training loss
     near 0) while the validation loss grows."""
     train, val, test = split(moons(330, 0.35, seed), 30, 150, 150)
     model = seeded(seed, lambda: mlp(2, 128, 128, 2))
     return examine(model, F.cross_entropy, train, val, test,
                    optimizer=lambda p: unstuck.Adam(p, lr=1e-2), steps=200, seed=seed,
-                   title="overfitting: a large MLP on 30 examples")
+                   title="overfitting: a large MLP on 30 examples", **options)
 
 
-def mismatch(seed: int) -> Diagnosis:
+def mismatch(seed: int, **options: Any) -> Diagnosis:
     """Train and train-dev from one distribution, test rotated by 60 degrees: the train-dev loss
     is as low as the training loss, the test loss is large."""
     train, val, test = split(moons(700, 0.1, seed), 400, 150, 150)
@@ -94,16 +95,16 @@ def mismatch(seed: int) -> Diagnosis:
     model = seeded(seed, lambda: mlp(2, 32, 32, 2))
     return examine(model, F.cross_entropy, train, val, test,
                    optimizer=lambda p: unstuck.Adam(p, lr=1e-2), steps=150, batch_size=64,
-                   seed=seed, title="mismatch: the test data are rotated")
+                   seed=seed, title="mismatch: the test data are rotated", **options)
 
 
-def lr_too_small(seed: int) -> Diagnosis:
+def lr_too_small(seed: int, **options: Any) -> Diagnosis:
     """SGD with lr 2e-4 on two moons: the loss falls at a steady, tiny rate."""
     train, val, test = split(moons(700, 0.1, seed), 400, 150, 150)
     model = seeded(seed, lambda: mlp(2, 32, 32, 2))
     return examine(model, F.cross_entropy, train, val, test,
                    optimizer=lambda p: torch.optim.SGD(p, lr=2e-4), steps=150, seed=seed,
-                   title="learning rate too small: SGD at lr 2e-4")
+                   title="learning rate too small: SGD at lr 2e-4", **options)
 
 
 class BagOfWords(nn.Module):
@@ -118,7 +119,7 @@ class BagOfWords(nn.Module):
         return self.mlp(self.embed(tokens))
 
 
-def layer_ratio_spread(seed: int) -> Diagnosis:
+def layer_ratio_spread(seed: int, **options: Any) -> Diagnosis:
     """A bag-of-words classifier with SGD: the embedding (3000 x 32, N(0, 1) as nn.Embedding
     initialises it, sparse gradients) moves by ~1e-5 of its norm per step, the linear layers by
     ~1e-2: one learning rate cannot suit both (the LARS observation)."""
@@ -131,7 +132,8 @@ def layer_ratio_spread(seed: int) -> Diagnosis:
     model = seeded(seed, lambda: BagOfWords(vocabulary))
     return examine(model, F.cross_entropy, train, val,
                    optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), steps=150,
-                   batch_size=64, seed=seed, title="layer ratio spread: embedding and MLP")
+                   batch_size=64, seed=seed, title="layer ratio spread: embedding and MLP",
+                   **options)
 
 
 class PostLNTransformer(nn.Module):
@@ -150,7 +152,7 @@ class PostLNTransformer(nn.Module):
         return self.head(self.encoder(self.embed(tokens) + self.position)).transpose(1, 2)
 
 
-def needs_warmup(seed: int) -> Diagnosis:
+def needs_warmup(seed: int, **options: Any) -> Diagnosis:
     """A post-LN Transformer learning to reverse 8 tokens, Adam at lr 0.1 without warm-up: the
     first steps change the weights by ~50% each, the loss jumps up, then sticks near ln 16."""
     generator = torch.Generator().manual_seed(seed)
@@ -160,4 +162,5 @@ def needs_warmup(seed: int) -> Diagnosis:
     model = seeded(seed, PostLNTransformer)
     return examine(model, F.cross_entropy, train, val,
                    optimizer=lambda p: unstuck.Adam(p, lr=0.1), steps=60, batch_size=32,
-                   seed=seed, title="needs warm-up: a post-LN Transformer with Adam at lr 0.1")
+                   seed=seed, title="needs warm-up: a post-LN Transformer with Adam at lr 0.1",
+                   **options)

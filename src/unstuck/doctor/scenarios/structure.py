@@ -6,6 +6,8 @@ Each function trains a small model for real (generated data, one CPU core, secon
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,17 +27,17 @@ def _flip(labels: torch.Tensor, share: float, seed: int) -> torch.Tensor:
     return torch.where(flip, 1 - labels, labels)
 
 
-def lr_too_large(seed: int) -> Diagnosis:
+def lr_too_large(seed: int, **options: Any) -> Diagnosis:
     """An MLP 2-32-32-2 on two moons with SGD at lr 8 (more than 10 times the working lr): every
     step throws the weights far, and the loss bounces at its start instead of falling."""
     train, val, test = split(moons(700, 0.1, seed), 400, 150, 150)
     model = seeded(seed, lambda: mlp(2, 32, 32, 2, act=nn.Tanh))
     return examine(model, F.cross_entropy, train, val, test,
                    optimizer=lambda p: torch.optim.SGD(p, lr=8.0), steps=150, batch_size=64,
-                   seed=seed, title="learning rate too large: SGD at lr 8")
+                   seed=seed, title="learning rate too large: SGD at lr 8", **options)
 
 
-def noise_floor(seed: int) -> Diagnosis:
+def noise_floor(seed: int, **options: Any) -> Diagnosis:
     """An MLP 2-32-32-2 on two well-separated moons whose labels are flipped at random for 25%
     of the examples: no model can do better than the label noise, and a 4x wider one does not."""
     data = moons(1000, 0.05, seed)
@@ -44,10 +46,10 @@ def noise_floor(seed: int) -> Diagnosis:
     model = seeded(seed, lambda: mlp(2, 32, 32, 2))
     return examine(model, F.cross_entropy, train, val, test,
                    optimizer=lambda p: unstuck.Adam(p, lr=1e-2), steps=400, batch_size=64,
-                   seed=seed, title="noise floor: a quarter of the labels flipped")
+                   seed=seed, title="noise floor: a quarter of the labels flipped", **options)
 
 
-def dead_units(seed: int) -> Diagnosis:
+def dead_units(seed: int, **options: Any) -> Diagnosis:
     """An MLP 2-64-64-2 on two moons whose hidden biases start at -3: most ReLU units are
     negative on every example, pass no gradient and never recover."""
     train, val, test = split(moons(700, 0.1, seed), 400, 150, 150)
@@ -62,10 +64,11 @@ def dead_units(seed: int) -> Diagnosis:
     model = seeded(seed, build)
     return examine(model, F.cross_entropy, train, val, test,
                    optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), steps=150,
-                   batch_size=64, seed=seed, title="dead units: ReLU biases started at -3")
+                   batch_size=64, seed=seed, title="dead units: ReLU biases started at -3",
+                   **options)
 
 
-def symmetric_init(seed: int) -> Diagnosis:
+def symmetric_init(seed: int, **options: Any) -> Diagnosis:
     """An MLP 2-32-32-2 (tanh) whose weights all start at 0.1: every hidden unit of a layer has
     the same weights, gets the same gradient and stays a copy of the others; the network works
     as if each layer had one unit."""
@@ -82,4 +85,4 @@ def symmetric_init(seed: int) -> Diagnosis:
     model = seeded(seed, build)
     return examine(model, F.cross_entropy, train, val, test,
                    optimizer=lambda p: unstuck.Adam(p, lr=1e-2), steps=150, batch_size=64,
-                   seed=seed, title="symmetric init: every weight 0.1")
+                   seed=seed, title="symmetric init: every weight 0.1", **options)
