@@ -308,9 +308,9 @@ calibration_case(
 
 
 def _moons_deep_sigmoid(seed: int) -> Kwargs:
-    data = split(moons(900, seed, noise=0.1), 500, 200, 200)
+    data = split(moons(700, seed, noise=0.1), 300, 200, 200)
     return kwargs(seeded(seed, lambda: mlp(2, *[32] * 7, 2, act=nn.Sigmoid)), F.cross_entropy,
-                  data, sgd(0.5), 200, None, seed)
+                  data, sgd(0.5), 150, None, seed)
 
 
 calibration_case(

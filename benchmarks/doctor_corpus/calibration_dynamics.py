@@ -20,7 +20,7 @@ from unstuck.doctor.verdicts import CODES
 from .base import Proof
 from .calibration import Kwargs, adam, calibration_case, kwargs, mlp, sgd
 from .proving import fit, lr_sweep, prove_better, seeded, tolerance
-from .tabular import blobs, digits, friedman, moons, regression, split
+from .tabular import blobs, digits, friedman, moons, regression, split, valley
 
 __all__: list[str] = []
 
@@ -67,14 +67,25 @@ def _moons_too_large(seed: int) -> Kwargs:
                   32, seed)
 
 
-def _too_large_proof(seed: int) -> Proof:
-    run = _moons_too_large(seed)
-    bad, good = fit(run), fit(run, lr_scale=1 / 50)
-    holds = (not bad.diverged and bad.train_loss_end > 0.7 * bad.first_loss
-             and good.score < bad.score - tolerance(bad))
-    return Proof(holds, f"loss {bad.first_loss:.3g} -> {bad.train_loss_end:.3g} (val "
-                 f"{bad.val_loss_end:.3g}); at lr/50 val {good.val_loss_end:.3g}",
-                 {"end": bad.train_loss_end, "fixed": good.score})
+def _friedman_too_large(seed: int) -> Kwargs:
+    data = split(friedman(1200, seed), 800, 200, 200)
+    return kwargs(seeded(seed, lambda: nn.Linear(5, 1)), nn.SmoothL1Loss(), data, sgd(2.5), 200,
+                  32, seed)
+
+
+def _too_large_proof(build: Callable[[int], Kwargs]) -> Callable[[int], Proof]:
+    """Too large: the loss neither grows tenfold nor falls to half its start; lr/50 trains."""
+
+    def proof(seed: int) -> Proof:
+        run = build(seed)
+        bad, good = fit(run), fit(run, lr_scale=1 / 50)
+        holds = (not bad.diverged and bad.train_loss_end > 0.5 * bad.first_loss
+                 and good.score < bad.score - tolerance(bad))
+        return Proof(holds, f"loss {bad.first_loss:.3g} -> {bad.train_loss_end:.3g} (val "
+                     f"{bad.val_loss_end:.3g}); at lr/50 val {good.val_loss_end:.3g}",
+                     {"end": bad.train_loss_end, "fixed": good.score})
+
+    return proof
 
 
 calibration_case(
@@ -88,32 +99,37 @@ calibration_case(
 calibration_case(
     "mlp_moons_lr_too_large", "lr_too_large",
     "ReLU MLP 2-32-32-2 on two moons, SGD lr 5 (50x a working lr): the loss bounces around its "
-    "start.", _moons_too_large, _too_large_proof)
+    "start (and many units die).", _moons_too_large, _too_large_proof(_moons_too_large))
+calibration_case(
+    "linear_friedman_lr_too_large", "lr_too_large",
+    "Huber linear regression on Friedman #1, SGD lr 2.5 (50x a working lr): the weights bounce, "
+    "the loss stays near its start.", _friedman_too_large, _too_large_proof(_friedman_too_large))
 
 
 def _illconditioned(seed: int) -> Kwargs:
-    x, y = regression(600, seed, features=4, informative=4)
-    x = x * torch.tensor([10.0, 1.0, 1.0, 0.5])
-    data = split((x, y), 400, 100, 100)
+    data = split(valley(600, seed), 400, 100, 100)
     return kwargs(seeded(seed, lambda: nn.Linear(4, 1)), nn.SmoothL1Loss(), data, sgd(0.05),
                   150, None, seed)
 
 
 def _oscillation_proof(seed: int) -> Proof:
     run = _illconditioned(seed)
-    bad, good = fit(run), fit(run, lr_scale=0.1)
+    bad, good = fit(run), fit(run, lr_scale=0.3)
     holds = (bad.update_cosine < -0.5 and not bad.diverged
+             and bad.train_loss_end < 0.5 * bad.first_loss
+             and bad.grad_norms[-1] > 0.5 * bad.grad_norms[0]
              and good.score < bad.score - tolerance(bad))
-    return Proof(holds, f"consecutive updates' cosine {bad.update_cosine:.2f}, loss "
-                 f"{bad.train_loss_end:.3g}; at lr/10 {good.train_loss_end:.3g}",
+    return Proof(holds, f"loss {bad.first_loss:.3g} -> {bad.train_loss_end:.3g}, consecutive "
+                 f"updates' cosine {bad.update_cosine:.2f}, gradient norm {bad.grad_norms[0]:.3g}"
+                 f" -> {bad.grad_norms[-1]:.3g}; at 0.3x the lr {good.train_loss_end:.3g}",
                  {"cosine": bad.update_cosine, "end": bad.train_loss_end,
                   "fixed": good.train_loss_end})
 
 
 calibration_case(
     "linear_regression-illconditioned_oscillation", "oscillation",
-    "Huber regression, one feature 10x larger (a steep valley), SGD lr 0.05: the weight bounces "
-    "across the valley.", _illconditioned, _oscillation_proof)
+    "Huber regression, one feature 10x larger (a steep valley), full-batch SGD lr 0.05: the "
+    "loss falls, then the weight bounces across the valley.", _illconditioned, _oscillation_proof)
 
 
 # ----------------------------------------------------------------------------- lr too small
@@ -335,7 +351,7 @@ def _warmup(steps: int) -> Callable:
 def _digits_postln(seed: int) -> Kwargs:
     data = split(digits(seed), 1000, 400, 397)
     return kwargs(seeded(seed, lambda: PostLNMLP(64, 64, 10, 6)), F.cross_entropy, data,
-                  adam(0.03), 200, 64, seed)
+                  adam(0.03), 120, 64, seed)
 
 
 calibration_case(
@@ -343,8 +359,8 @@ calibration_case(
     "Residual post-LayerNorm MLP (6 blocks) on the digits, Adam lr 0.03 without warm-up: the "
     "first steps wreck it and the loss stays near ln 10.",
     _digits_postln,
-    lambda seed: prove_better(_digits_postln(seed), "val", "a 50-step linear warm-up to the same "
-                              "lr trains", scheduler=_warmup(50)))
+    lambda seed: prove_better(_digits_postln(seed), "val", "a 40-step linear warm-up to the same "
+                              "lr trains", scheduler=_warmup(40)))
 
 
 def _friedman_full_batch(seed: int) -> Kwargs:

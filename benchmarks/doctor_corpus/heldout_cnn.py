@@ -13,14 +13,17 @@ from .heldout_common import (
     Kwargs,
     adam,
     digits,
+    generator,
     held_out,
     kwargs,
+    prove_exploding,
     prove_lr_too_large,
     prove_lr_too_small,
     prove_mismatch,
     prove_model_bias,
     prove_nonfinite,
     prove_overfitting,
+    sets,
     sgd,
     split,
 )
@@ -53,7 +56,9 @@ def deep_sigmoid_cnn(depth: int = 5, width: int = 8, out: int = 10, size: int = 
 
 
 def _digits_split(seed: int, train: int = 1000) -> list:
-    return split(digits(seed), train, 300, 300)
+    """``[train, val, test]`` of the digits: val and test are the same whatever ``train``."""
+    val, test, rest = split(digits(seed), 300, 300, train)
+    return [rest, val, test]
 
 
 def _shift(images: torch.Tensor, pixels: int) -> torch.Tensor:
@@ -65,18 +70,18 @@ def _shift(images: torch.Tensor, pixels: int) -> torch.Tensor:
 
 
 def _digits_healthy(seed: int) -> Kwargs:
-    return kwargs(seeded(seed, cnn), F.cross_entropy, _digits_split(seed), adam(1e-2), 200, 64,
+    return kwargs(seeded(seed, cnn), F.cross_entropy, _digits_split(seed), adam(2e-2), 200, 64,
                   seed, "held-out: a CNN on the digits")
 
 
 held_out("cnn_digits_healthy", "healthy",
-         "CNN (8, 16 channels) on the 8x8 digits (1000 train), Adam lr 1e-2, batch 64: trains "
+         "CNN (8, 16 channels) on the 8x8 digits (1000 train), Adam lr 2e-2, batch 64: trains "
          "well.", _digits_healthy,
          lambda seed: prove_healthy(_digits_healthy(seed), seeded(seed + 1, lambda: cnn(32, 64))))
 
 
 def _shapes_noisy(seed: int) -> Kwargs:
-    data = split(shapes(seed, 4000, noise=0.2), 3000, 500, 500)
+    data = sets(shapes, seed, 3000, 500, 500, noise=0.2)
     return kwargs(seeded(seed, lambda: cnn(8, 16, 4, 10, bn=True)), F.cross_entropy, data,
                   sgd(0.01, 0.9), 250, 8, seed, "held-out: a BatchNorm CNN, batches of 8")
 
@@ -89,7 +94,7 @@ held_out("cnn_shapes_healthy", "healthy",
 
 
 def _bars_floor(seed: int) -> Kwargs:
-    data = split(bars(seed, 3000, target_noise=0.5), 2000, 500, 500)
+    data = sets(bars, seed, 2000, 500, 500, target_noise=0.5)
     return kwargs(seeded(seed, lambda: cnn(8, 16, 1)), F.mse_loss, data, adam(3e-3), 300, 64,
                   seed, "held-out: a CNN regressing a bar's position with noisy targets")
 
@@ -99,6 +104,23 @@ held_out("cnn_bars_noise_floor", "noise_floor",
          "noise of std 0.5: the loss ends at the noise variance 0.25.", _bars_floor,
          lambda seed: prove_noise_floor(_bars_floor(seed),
                                         seeded(seed + 1, lambda: cnn(32, 64, 1)), 0.25))
+
+
+def _bars_outliers(seed: int, outliers: bool = True) -> Kwargs:
+    train, val = sets(bars, seed, 1000, 500, target_noise=0.1)
+    targets = train[1].clone()
+    if outliers:
+        targets[torch.randperm(1000, generator=generator(seed, 11))[:4]] *= 1000.0
+    return kwargs(seeded(seed, lambda: cnn(8, 16, 1)), F.mse_loss, [(train[0], targets), val],
+                  sgd(1e-3, 0.9), 200, 32, seed, "held-out: 4 regression targets off by 1000x")
+
+
+held_out("cnn_bars_exploding_gradients", "exploding_gradients",
+         "CNN regressing a bar's column where 4 of 1000 training targets are off by a factor "
+         "1000 (a unit error), SGD lr 1e-3 momentum 0.9, batches of 32: the batches holding them "
+         "give gradient spikes of 100x that knock the weights.", _bars_outliers,
+         lambda seed: prove_exploding(_bars_outliers, lambda s: _bars_outliers(s, False), seed,
+                                      "without the 4 outliers"))
 
 
 # --------------------------------------------------------------------------- learning rate
@@ -157,18 +179,18 @@ held_out("cnn_digits_mismatch", "mismatch",
 
 
 def _one_channel() -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(),
+    return nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Tanh(), nn.MaxPool2d(4), nn.Flatten(),
                          nn.Linear(4, 10))
 
 
 def _digits_bias(seed: int) -> Kwargs:
-    return kwargs(seeded(seed, _one_channel), F.cross_entropy, _digits_split(seed), adam(3e-2),
-                  300, 64, seed, "held-out: a one-channel CNN")
+    return kwargs(seeded(seed, _one_channel), F.cross_entropy, _digits_split(seed, 500),
+                  adam(1e-2), 300, 64, seed, "held-out: a one-channel CNN")
 
 
 held_out("cnn_digits_model_bias", "model_bias",
-         "A one-channel CNN (3x3 conv, maxpool to 2x2, linear) on the digits: too small, the "
-         "training loss stays large.", _digits_bias,
+         "A one-channel CNN (3x3 conv, tanh, maxpool to 2x2, linear) on 500 digits, Adam lr "
+         "1e-2: too small, the training loss stays large.", _digits_bias,
          lambda seed: prove_model_bias(_digits_bias, lambda s: seeded(s + 1, cnn), seed))
 
 
@@ -176,7 +198,7 @@ held_out("cnn_digits_model_bias", "model_bias",
 
 
 def _digits_deep(seed: int) -> Kwargs:
-    return kwargs(seeded(seed, deep_sigmoid_cnn), F.cross_entropy, _digits_split(seed),
+    return kwargs(seeded(seed, deep_sigmoid_cnn), F.cross_entropy, _digits_split(seed, 500),
                   sgd(0.5), 200, 64, seed, "held-out: a deep sigmoid CNN with SGD",
                   reference=seeded(seed, lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 10))))
 
@@ -208,7 +230,7 @@ def _deep_proof(seed: int) -> Proof:
 
 
 held_out("cnn_digits_optimization_failure", "optimization_failure",
-         "Five plain 3x3 sigmoid convolutions with SGD lr 0.5 on the digits stay at ln 10 while "
+         "Five plain 3x3 sigmoid convolutions with SGD lr 0.5 on 500 digits stay at ln 10 while "
          "a linear reference with the same SGD learns; the architecture can learn (another "
          "initialisation and Adam train it).", _digits_deep, _deep_proof)
 
@@ -220,7 +242,7 @@ def _blobs_dead(seed: int, bias: float | None = -3.0) -> Kwargs:
             for module in model:
                 if isinstance(module, nn.Conv2d):
                     module.bias.fill_(bias)
-    data = split(blobs(seed, 1500), 1000, 250, 250)
+    data = sets(blobs, seed, 500, 250, 250)
     return kwargs(model, F.cross_entropy, data, adam(3e-3), 150, 64, seed,
                   "held-out: a ReLU CNN with conv biases at -3")
 
@@ -253,8 +275,9 @@ def _dead_proof(seed: int) -> Proof:
 
 
 held_out("cnn_blobs_dead_units", "dead_units",
-         "ReLU CNN on generated blob images (which quadrant), conv biases initialised at -3: every "
-         "ReLU is off on every image, nothing below the head learns.", _blobs_dead, _dead_proof)
+         "ReLU CNN on 500 generated blob images (which quadrant), conv biases initialised at -3: "
+         "every ReLU is off on every image, nothing below the head learns.", _blobs_dead,
+         _dead_proof)
 
 
 def _shapes_symmetric(seed: int, constant: bool = True) -> Kwargs:
@@ -265,7 +288,7 @@ def _shapes_symmetric(seed: int, constant: bool = True) -> Kwargs:
                 if isinstance(module, (nn.Conv2d, nn.Linear)):
                     module.weight.fill_(0.1)
                     module.bias.zero_()
-    data = split(shapes(seed, 1500), 1000, 250, 250)
+    data = sets(shapes, seed, 500, 250, 250)
     return kwargs(model, F.cross_entropy, data, adam(3e-3), 200, 64, seed,
                   "held-out: a CNN whose weights all start at 0.1")
 
@@ -284,8 +307,8 @@ def _symmetric_proof(seed: int) -> Proof:
 
 
 held_out("cnn_shapes_symmetric_init", "symmetric_init",
-         "CNN on generated shapes whose weights all start at 0.1 (biases 0): every channel of a "
-         "layer computes and learns the same thing, a one-channel network in effect.",
+         "CNN on 500 generated shapes whose weights all start at 0.1 (biases 0): every channel "
+         "of a layer computes and learns the same thing, a one-channel network in effect.",
          _shapes_symmetric, _symmetric_proof)
 
 

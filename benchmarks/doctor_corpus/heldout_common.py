@@ -32,6 +32,7 @@ __all__ = [
     "prove_model_bias",
     "prove_nonfinite",
     "prove_overfitting",
+    "sets",
     "sgd",
     "split",
 ]
@@ -52,6 +53,16 @@ def split(data: Pair, *sizes: int) -> list[Pair]:
         out.append((data[0][start : start + size], data[1][start : start + size]))
         start += size
     return out
+
+
+def sets(make: Callable[..., Pair], seed: int, train: int, *held: int, **options: Any
+         ) -> list[Pair]:
+    """``[train, *held]`` pieces from ``make(seed, n, salt=..., **options)``: the training set
+    and the held-out sets are drawn apart, so the held-out ones do not change with ``train``."""
+    pieces = [make(seed, train, salt=0, **options)]
+    if held:
+        pieces += split(make(seed, sum(held), salt=1, **options), *held)
+    return pieces
 
 
 @functools.lru_cache(maxsize=1)
@@ -171,13 +182,13 @@ def prove_nonfinite(build: Callable[[int], Kwargs], fixed: Callable[[int], Kwarg
 def prove_exploding(build: Callable[[int], Kwargs], fixed: Callable[[int], Kwargs], seed: int,
                     label: str, spike: float = 20.0) -> Proof:
     """The gradient norm spikes over ``spike`` x its median (all losses finite), and the
-    ``fixed`` build (``label``) reaches a score under 70% of the run's."""
+    ``fixed`` build (``label``) reaches a val loss under 80% of the run's."""
     run, good = fit(build(seed)), fit(fixed(seed))
     finite = all(map(math.isfinite, run.losses))
-    return _check(finite and run.spike > spike and good.score < 0.7 * run.score,
-                  f"max gradient norm {run.spike:.3g}x the median; {label}: score "
-                  f"{good.score:.3g} vs {run.score:.3g}", spike=run.spike, run=run.score,
-                  fixed=good.score)
+    return _check(finite and run.spike > spike and good.val_loss_end < 0.8 * run.val_loss_end,
+                  f"max gradient norm {run.spike:.3g}x the median; {label}: val "
+                  f"{good.val_loss_end:.3g} vs {run.val_loss_end:.3g}", spike=run.spike,
+                  run=run.val_loss_end, fixed=good.val_loss_end)
 
 
 def prove_overfitting(build: Callable[[int], Kwargs], more_data: Callable[[int], Kwargs],

@@ -1,8 +1,9 @@
 """Tabular data for the calibration cases: scikit-learn's generators and the digits set.
 
-Every function is deterministic in ``seed`` and returns float32 inputs (standardised on the
-whole set) and int64 class labels or float32 ``(n, 1)`` regression targets (standardised).
-:func:`split` cuts a set into train, val (train-dev) and test pieces.
+Every function is deterministic in ``seed`` and returns float32 inputs and int64 class labels or
+float32 ``(n, 1)`` regression targets; the scikit-learn sets are standardised on the whole set
+(inputs, and regression targets). :func:`split` cuts a set into train, val (train-dev) and test
+pieces.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "moons",
     "regression",
     "split",
+    "valley",
 ]
 
 Pair = tuple[Tensor, Tensor]
@@ -83,6 +85,14 @@ def linear_noisy(n: int, seed: int, features: int = 10, floor: float = 0.3) -> P
     signal = x @ w / w.norm()
     noise = torch.randn(n, 1, generator=generator)
     return x, signal * (1 - floor) ** 0.5 + noise * floor**0.5
+
+
+def valley(n: int, seed: int) -> Pair:
+    """An ill-conditioned linear target: features of scales 10, 1, 1, 0.5 (a steep valley in the
+    first weight), ``y = x @ [1, 0.5, -0.5, 0.3]`` (no noise, not standardised)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=generator) * torch.tensor([10.0, 1.0, 1.0, 0.5])
+    return x, x @ torch.tensor([[1.0], [0.5], [-0.5], [0.3]])
 
 
 def friedman(n: int, seed: int, noise: float = 0.0, features: int = 5) -> Pair:
