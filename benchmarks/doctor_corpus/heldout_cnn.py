@@ -17,6 +17,7 @@ from .heldout_common import (
     held_out,
     kwargs,
     prove_exploding,
+    prove_learned,
     prove_lr_too_large,
     prove_lr_too_small,
     prove_mismatch,
@@ -28,7 +29,7 @@ from .heldout_common import (
     split,
 )
 from .heldout_data import bars, blobs, shapes
-from .proving import fit, prove_healthy, prove_noise_floor, seeded
+from .proving import fit, prove_noise_floor, seeded
 
 __all__ = ["cnn", "deep_sigmoid_cnn"]
 
@@ -77,7 +78,7 @@ def _digits_healthy(seed: int) -> Kwargs:
 held_out("cnn_digits_healthy", "healthy",
          "CNN (8, 16 channels) on the 8x8 digits (1000 train), Adam lr 2e-2, batch 64: trains "
          "well.", _digits_healthy,
-         lambda seed: prove_healthy(_digits_healthy(seed), seeded(seed + 1, lambda: cnn(32, 64))))
+         lambda seed: prove_learned(_digits_healthy(seed), seeded(seed + 1, lambda: cnn(32, 64))))
 
 
 def _shapes_noisy(seed: int) -> Kwargs:
@@ -89,7 +90,7 @@ def _shapes_noisy(seed: int) -> Kwargs:
 held_out("cnn_shapes_healthy", "healthy",
          "CNN with BatchNorm on 4 noisy generated shapes (3000 train, 10x10), SGD lr 0.01 "
          "momentum 0.9 with batches of 8: a noisy but healthy loss curve.", _shapes_noisy,
-         lambda seed: prove_healthy(_shapes_noisy(seed),
+         lambda seed: prove_learned(_shapes_noisy(seed),
                                     seeded(seed + 1, lambda: cnn(32, 64, 4, 10, bn=True))))
 
 
@@ -112,12 +113,12 @@ def _bars_outliers(seed: int, outliers: bool = True) -> Kwargs:
     if outliers:
         targets[torch.randperm(1000, generator=generator(seed, 11))[:4]] *= 1000.0
     return kwargs(seeded(seed, lambda: cnn(8, 16, 1)), F.mse_loss, [(train[0], targets), val],
-                  sgd(1e-3, 0.9), 200, 32, seed, "held-out: 4 regression targets off by 1000x")
+                  sgd(3e-3, 0.9), 200, 32, seed, "held-out: 4 regression targets off by 1000x")
 
 
 held_out("cnn_bars_exploding_gradients", "exploding_gradients",
          "CNN regressing a bar's column where 4 of 1000 training targets are off by a factor "
-         "1000 (a unit error), SGD lr 1e-3 momentum 0.9, batches of 32: the batches holding them "
+         "1000 (a unit error), SGD lr 3e-3 momentum 0.9, batches of 32: the batches holding them "
          "give gradient spikes of 100x that knock the weights.", _bars_outliers,
          lambda seed: prove_exploding(_bars_outliers, lambda s: _bars_outliers(s, False), seed,
                                       "without the 4 outliers"))
@@ -179,8 +180,8 @@ held_out("cnn_digits_mismatch", "mismatch",
 
 
 def _one_channel() -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Tanh(), nn.MaxPool2d(4), nn.Flatten(),
-                         nn.Linear(4, 10))
+    return nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Tanh(), nn.MaxPool2d(8), nn.Flatten(),
+                         nn.Linear(1, 10))
 
 
 def _digits_bias(seed: int) -> Kwargs:
@@ -189,8 +190,9 @@ def _digits_bias(seed: int) -> Kwargs:
 
 
 held_out("cnn_digits_model_bias", "model_bias",
-         "A one-channel CNN (3x3 conv, tanh, maxpool to 2x2, linear) on 500 digits, Adam lr "
-         "1e-2: too small, the training loss stays large.", _digits_bias,
+         "A one-channel CNN with a global max-pool (3x3 conv, tanh, one number per image, "
+         "linear) on 500 digits, Adam lr 1e-2: too small, the training loss stays near 2 at "
+         "any lr.", _digits_bias,
          lambda seed: prove_model_bias(_digits_bias, lambda s: seeded(s + 1, cnn), seed))
 
 

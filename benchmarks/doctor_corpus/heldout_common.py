@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Case, Proof, register
-from .proving import Fit, best_scale, evaluate, fit, lr_sweep, tolerance
+from .proving import Fit, best_scale, evaluate, fit, lr_sweep, prove_healthy, tolerance
 
 __all__ = [
     "Kwargs",
@@ -26,6 +26,7 @@ __all__ = [
     "kwargs",
     "prove_divergence",
     "prove_exploding",
+    "prove_learned",
     "prove_lr_too_large",
     "prove_lr_too_small",
     "prove_mismatch",
@@ -126,6 +127,17 @@ def _train_loss(run: Fit, kwargs: Kwargs) -> float:
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor):
         return evaluate(run.model, kwargs["criterion"], data)
     return run.train_loss_end
+
+
+def prove_learned(kwargs: Kwargs, bigger: nn.Module) -> Proof:
+    """Healthy (:func:`.proving.prove_healthy`: the lr is near the best of a sweep, a bigger
+    model does no better, val is near train), and the run did learn: its score (val loss) ends
+    under half its first training loss (a run that learns nothing at any lr is not healthy)."""
+    run = fit(kwargs)
+    learned = run.score < 0.5 * run.first_loss
+    return all_of(prove_healthy(kwargs, bigger),
+                  _check(learned, f"learned: first loss {run.first_loss:.3g} -> score "
+                         f"{run.score:.3g}", first=run.first_loss))
 
 
 def prove_lr_too_small(build: Callable[[int], Kwargs], seed: int, factor: float = 10.0) -> Proof:

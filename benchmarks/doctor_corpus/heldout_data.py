@@ -15,6 +15,7 @@ __all__ = [
     "bag_of_words",
     "bars",
     "blobs",
+    "majority",
     "parity",
     "recall",
     "shapes",
@@ -91,6 +92,13 @@ def sums(seed: int, n: int, length: int, last: int, noise: float = 0.0, salt: in
     x = torch.randn(n, length, 1, generator=gen)
     y = x[:, -last:, 0].sum(1, keepdim=True) / math.sqrt(last)
     return x, y + noise * torch.randn(y.shape, generator=gen)
+
+
+def majority(seed: int, n: int, length: int, salt: int = 0) -> Pair:
+    """Sequences ``(n, length, 1)`` of +-1 values (``length`` odd); the class is 1 where the
+    +1s are the majority."""
+    bits = 2.0 * torch.randint(0, 2, (n, length, 1), generator=generator(seed, 650 + salt)) - 1
+    return bits, (bits.sum((1, 2)) > 0).long()
 
 
 def recall(seed: int, n: int, length: int, first: int, salt: int = 0) -> Pair:

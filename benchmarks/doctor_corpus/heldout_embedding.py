@@ -14,13 +14,14 @@ from .heldout_common import (
     held_out,
     kwargs,
     prove_divergence,
+    prove_learned,
     prove_nonfinite,
     prove_overfitting,
     sets,
     sgd,
 )
 from .heldout_data import bag_of_words
-from .proving import prove_healthy, prove_noise_floor, seeded
+from .proving import prove_noise_floor, seeded
 
 __all__ = ["BagOfWords", "WordScores", "handmade_bce"]
 
@@ -84,7 +85,7 @@ held_out("embedding_words_healthy", "healthy",
          "EmbeddingBag (400 words, width 16, mean) and a linear head on 4000 generated "
          "'sentiment' sequences whose cue words decide the class, Adam lr 3e-2: trains well.",
          _words_healthy,
-         lambda seed: prove_healthy(_words_healthy(seed),
+         lambda seed: prove_learned(_words_healthy(seed),
                                     seeded(seed + 1, lambda: BagOfWords(64, 2, hidden=64))))
 
 

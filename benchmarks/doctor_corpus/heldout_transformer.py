@@ -15,15 +15,18 @@ from .base import Proof
 from .heldout_common import (
     Kwargs,
     adam,
+    all_of,
     held_out,
     kwargs,
+    prove_learned,
+    prove_lr_too_large,
     prove_lr_too_small,
     prove_mismatch,
     prove_overfitting,
     sets,
 )
 from .heldout_data import token_task
-from .proving import fit, prove_healthy, seeded
+from .proving import fit, seeded
 
 __all__ = ["TokenTransformer", "warmup"]
 
@@ -75,7 +78,7 @@ def _reverse_healthy(seed: int) -> Kwargs:
 held_out("transformer_reverse_healthy", "healthy",
          "Pre-LN Transformer (2 layers, width 32) reversing 8 tokens of 16 kinds, Adam lr 1e-2, "
          "batches of 64: learns it, the loss ends near zero.", _reverse_healthy,
-         lambda seed: prove_healthy(_reverse_healthy(seed), seeded(
+         lambda seed: prove_learned(_reverse_healthy(seed), seeded(
              seed + 1, lambda: TokenTransformer(norm_first=True, width=64))))
 
 
@@ -89,7 +92,7 @@ def _sort_warm(seed: int) -> Kwargs:
 held_out("transformer_sort_healthy", "healthy",
          "Post-LN Transformer sorting 8 tokens, Adam lr 1e-2 reached by a linear warm-up over "
          "50 steps (scheduler=), batches of 32: trains well.", _sort_warm,
-         lambda seed: prove_healthy(_sort_warm(seed), seeded(
+         lambda seed: prove_learned(_sort_warm(seed), seeded(
              seed + 1, lambda: TokenTransformer(norm_first=False, width=64))))
 
 
@@ -130,6 +133,27 @@ held_out("transformer_reverse_lr_too_small", "lr_too_small",
          "Pre-LN Transformer reversing 8 tokens with Adam at lr 1e-3 (the best is 10-30x more): "
          "the loss falls from ln 16, far too slowly.", _reverse_crawl,
          lambda seed: prove_lr_too_small(_reverse_crawl, seed))
+
+
+def _reverse_hot(seed: int, warm: int = 0) -> Kwargs:
+    model = seeded(seed, lambda: TokenTransformer(norm_first=True))
+    more = {"scheduler": warmup(warm)} if warm else {}
+    return kwargs(model, F.cross_entropy, _tokens(seed, "reverse", (2000, 500)), adam(0.3), 150,
+                  64, seed, "held-out: a pre-LN Transformer at Adam lr 0.3", **more)
+
+
+def _too_large_proof(seed: int) -> Proof:
+    warm = fit(_reverse_hot(seed, 50))
+    stuck = warm.train_loss_end > 0.9 * math.log(VOCABULARY)
+    return all_of(prove_lr_too_large(_reverse_hot, seed),
+                  Proof(stuck, f"a 50-step warm-up to the same lr does not help: loss "
+                        f"{warm.train_loss_end:.3g}", {"warm": warm.train_loss_end}))
+
+
+held_out("transformer_reverse_lr_too_large", "lr_too_large",
+         "Pre-LN Transformer reversing 8 tokens with Adam at lr 0.3 (30x the best): the loss "
+         "bounces around ln 16; a warm-up to that lr does not help, a 10x smaller lr trains.",
+         _reverse_hot, _too_large_proof)
 
 
 def _sort_tiny(seed: int, train: int = 32) -> Kwargs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -13,6 +14,16 @@ from unstuck.diagnose import Monitor
 from unstuck.doctor import CODES, Verdict, diagnose
 from unstuck.doctor.diagnose import EXPLAINED_BY
 from unstuck.doctor.evidence import Evidence, RunOutcome
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: the models are tiny, and on a busy machine each parallel region of
+    a multi-threaded kernel costs milliseconds (the Hessian probe runs thousands)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_plain_lists_per_epoch_overfitting_and_healthy():
@@ -226,8 +237,6 @@ def _log_zero_run(watch_forward: bool) -> Monitor:
     return monitor
 
 
-@pytest.mark.xfail(strict=True, reason="diagnose reads monitor.watch_forward, which Monitor does "
-                   "not store: a Monitor's forward hooks never count as watched")
 def test_monitor_watching_forward_blames_the_loss_function():
     d = diagnose(None, monitor=_log_zero_run(watch_forward=True))
     assert d.top.code == "nonfinite" and d.top.evidence["source"] == "loss function"

@@ -29,6 +29,13 @@ def test_lr_probe_verdict_picks_the_best_probe_on_the_asked_side():
     assert ev.lr_probe_verdict("higher", 0.9, 1.0, 0.1).label == "lr x10"
     assert ev.lr_probe_verdict("lower", 0.9, 1.0, 0.1).label == "lr x0.1"
     assert ev.probed("higher") and ev.probed("lower")
+    # the other side's probes never answer: a better run at 3x says nothing about 0.1x
+    only_higher = Evidence(lr_probes={3.0: outcome("lr x3", 0.1)})
+    assert only_higher.lr_probe_verdict("lower", 0.9, 1.0, 0.1) is None
+    only_lower = Evidence(lr_probes={0.3: outcome("lr x0.3", 0.1)})
+    assert only_lower.lr_probe_verdict("higher", 0.9, 1.0, 0.1) is None
+    assert Evidence(lr_probes={1.0: outcome("lr x1", 0.1)}).lr_probe_verdict(
+        "higher", 0.9, 1.0, 0.1) is None  # the run itself is neither side
     assert not Evidence(lr_probes={3.0: outcome("lr x3", 0.6)}).probed("lower")
     assert Evidence().lr_probe_verdict("higher", 0.9, 1.0, 0.1) is None
     assert not Evidence().probed("higher")

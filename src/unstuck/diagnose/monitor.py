@@ -178,6 +178,7 @@ class Monitor:
                 raise ValueError("names must name at least one parameter, got []")
             trainable = {n: trainable[n] for n in dict.fromkeys(names)}
         self.model, self.optimizer, self.every = model, optimizer, every
+        self.watch_forward = watch_forward
         self.effective_lr_every = effective_lr_every
         self.names: list[str] = list(trainable)
         self._params: list[Tensor] = list(trainable.values())
