@@ -41,7 +41,8 @@ EXPLAINED_BY: dict[str, frozenset[str]] = {
     "noise_floor": _TRAINING | {"model_bias"},
     "exploding_gradients": frozenset({"divergence", "lr_too_large"}),
     "oscillation": frozenset({"divergence", "lr_too_large"}),
-    "lr_too_large": frozenset({"needs_warmup", "symmetric_init", "dead_units"}),
+    "lr_too_large": frozenset({"needs_warmup", "symmetric_init"}),
+    "dead_units": frozenset({"lr_too_large", "divergence"}),
     "needs_warmup": frozenset({"symmetric_init"}),
     "lr_too_small": frozenset({"divergence", "lr_too_large", "symmetric_init", "saddle_point",
                                "dead_units"}),
@@ -49,8 +50,9 @@ EXPLAINED_BY: dict[str, frozenset[str]] = {
 """A verdict is not reported when one of the verdicts that explain it fired (a cause before its
 symptom): a large loss is first the optimiser's fault when the optimiser is seen failing; spikes
 are the symptom of a learning rate that is too large; a missing warm-up is the specific form of a
-learning rate too large for an adaptive optimizer's first steps; dead or symmetric units, not the
-learning rate, make the steps tiny; a run with a failure is not "at the noise floor"."""
+learning rate too large for an adaptive optimizer's first steps; units killed by a learning rate
+that a lower one measurably beats are its symptom; dead or symmetric units, not the learning rate,
+make the steps tiny; a run with a failure is not "at the noise floor"."""
 
 
 def critical_dict(critical_point: Any) -> dict[str, Any] | None:
@@ -241,7 +243,8 @@ def diagnose(
             F.noise_floor(train, val, scale, ev.capacity),
             R.lr_too_small(train, scale, ratio, val=val, family=family, evidence=evidence),
             U.local_minimum(critical, train, scale, reference),
-            U.dead_units(ev.dead_units, F.capacity_does_better(train, val, ev.capacity, scale)),
+            U.dead_units(ev.dead_units, F.capacity_does_better(train, val, ev.capacity, scale),
+                         ev.dead_units_start),
             F.overfitting(train, val, scale, test),
             F.mismatch(train, val, test, scale),
         ]

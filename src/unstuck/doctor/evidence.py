@@ -13,8 +13,9 @@ A verdict is not a threshold alone: before it blames the learning rate, the mode
   rate" only when a higher one measurably did better, "lower it" only when a lower one did.
 - ``degenerate_start`` / ``degenerate_end``: weight tensors whose units are identical (all zero,
   or equal rows) before and after training (:func:`unstuck.diagnose.degenerate_weights`).
-- ``dead_units``: per ReLU module, the share of units that never activate on the training data
-  after training (:func:`unstuck.diagnose.dead_units`).
+- ``dead_units`` / ``dead_units_start``: per ReLU module, the share of units that never activate
+  on the training data after training / in the model as initialised
+  (:func:`unstuck.diagnose.dead_units`).
 
 Every field is optional: a rule whose check did not run says so in the verdict (lower confidence,
 a note) instead of guessing.
@@ -83,6 +84,7 @@ class Evidence:
     degenerate_start: list[dict[str, Any]] | None = None
     degenerate_end: list[dict[str, Any]] | None = None
     dead_units: dict[str, dict[str, Any]] | None = None
+    dead_units_start: dict[str, dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)
 
     def lr_probe_verdict(self, direction: str, own: float, baseline: float,
@@ -122,4 +124,5 @@ class Evidence:
             "degenerate_start": self.degenerate_start,
             "degenerate_end": self.degenerate_end,
             "dead_units": self.dead_units,
+            "dead_units_start": self.dead_units_start,
         }

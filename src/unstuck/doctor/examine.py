@@ -133,19 +133,24 @@ def _outcome(label: str, losses: list[float], val: list[float] | None) -> RunOut
     return RunOutcome(label, end, val[-1] if val else None, diverged, len(losses), tuple(losses))
 
 
-def _structure(evidence: Evidence, model: nn.Module, probe: tuple[Any, Any], start: list) -> None:
-    """Symmetric and dead units into ``evidence``."""
+def _dead(model: nn.Module, inputs: Any) -> dict[str, dict[str, Any]]:
     from unstuck.diagnose.activations import dead_units
+
+    return {n: {"units": d.units, "dead": d.dead, "share": d.share}
+            for n, d in dead_units(model, inputs).items() if d.units}
+
+
+def _structure(evidence: Evidence, model: nn.Module, before: nn.Module, probe: tuple[Any, Any],
+               start: list) -> None:
+    """Symmetric units (before and after training) and dead units (after training, and in
+    ``before``, the model as initialised) into ``evidence``."""
     from unstuck.diagnose.degenerate import degenerate_weights
 
     evidence.degenerate_start = [dataclasses.asdict(d) for d in start]
     try:
         evidence.degenerate_end = [dataclasses.asdict(d) for d in degenerate_weights(model)]
-        dead = dead_units(model, probe[0])
-        evidence.dead_units = {
-            n: {"units": d.units, "dead": d.dead, "share": d.share}
-            for n, d in dead.items() if d.units
-        }
+        evidence.dead_units = _dead(model, probe[0])
+        evidence.dead_units_start = _dead(before, probe[0])
     except (RuntimeError, ValueError, TypeError) as error:
         evidence.notes.append(f"the unit checks could not run: {str(error).splitlines()[0]}")
 
@@ -273,7 +278,7 @@ def examine(
     scale = baseline if baseline is not None else (values[0] if values and values[0] > 0 else 1.0)
     probe = _sample(train_data, batch_size, seed)
     if checks:
-        _structure(evidence, model, probe, start)
+        _structure(evidence, model, recipe.fresh()[0], probe, start)
     ref_losses = None
     if checks and not broken:
         ref_losses = _references(evidence, recipe, model, probe, reference, seed, values, scale,
@@ -368,9 +373,12 @@ def codes_broken(codes: list[str]) -> bool:
 
 def _lr_probes(evidence: Evidence, recipe: Recipe, codes: list[str], values: list[float],
                scale: float) -> None:
-    """Runs at higher learning rates when the run looks too slow or stopped high, lower ones when
+    """Runs at higher learning rates when the run looks too slow, stopped high or is still
+    falling at the end above ``NEAR_ZERO`` (would a larger lr have got further?), lower ones when
     it made no progress."""
-    if "lr_too_small" in codes or (stopped_high(values, scale) and not codes_broken(codes)):
+    unfinished = still_falling(values) and not near_zero(values, scale)
+    asked = stopped_high(values, scale) or unfinished
+    if "lr_too_small" in codes or (asked and not codes_broken(codes)):
         for factor in PROBE_LR_HIGHER:
             evidence.lr_probes[factor] = recipe.run(Change(f"lr x{factor:g}", factor))
     if values and len(values) >= T.MIN_TREND_POINTS and not near_zero(values, scale):

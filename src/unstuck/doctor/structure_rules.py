@@ -66,15 +66,20 @@ def symmetric_init(
     return make_verdict("symmetric_init", T.HIGH, message + ".", evidence, fixes)
 
 
-def dead_units(dead: dict[str, dict[str, Any]] | None, capacity_helps: bool = False
-               ) -> Verdict | None:
+def dead_units(
+    dead: dict[str, dict[str, Any]] | None,
+    capacity_helps: bool = False,
+    dead_start: dict[str, dict[str, Any]] | None = None,
+) -> Verdict | None:
     """ReLU units that never activate on the training data after training.
 
-    Fires when a ReLU module has at least ``DEAD_SHARE_ALONE`` of its units dead, or at least
-    ``DEAD_SHARE`` while a bigger model does better (``capacity_helps``: the dead units cost the
-    model capacity it needs). Many dead units in a model that does as well as a bigger one are
-    not a problem. ``dead`` maps module names to ``{"units", "dead", "share"}``
-    (:func:`unstuck.diagnose.dead_units`).
+    Fires when a ReLU module has at least ``DEAD_SHARE_ALONE`` of its units dead; or at least
+    ``DEAD_SHARE`` and either a bigger model does better (``capacity_helps``: the dead units cost
+    the model capacity it needs) or the module had at least ``DEAD_SHARE`` dead already as
+    initialised (``dead_start``: dead from the first step, never recovered: an initialisation
+    problem, not something training did). Many units that died during training in a model that
+    does as well as a bigger one are not a problem. ``dead`` and ``dead_start`` map module names
+    to ``{"units", "dead", "share"}`` (:func:`unstuck.diagnose.dead_units`).
     """
     if not dead:
         return None
@@ -83,7 +88,9 @@ def dead_units(dead: dict[str, dict[str, Any]] | None, capacity_helps: bool = Fa
     if worst is None:
         return None
     share = layers[worst]["share"]
-    if not (share >= T.DEAD_SHARE_ALONE or (share >= T.DEAD_SHARE and capacity_helps)):
+    from_start = (dead_start or {}).get(worst, {}).get("share", 0.0) >= T.DEAD_SHARE
+    if not (share >= T.DEAD_SHARE_ALONE or (share >= T.DEAD_SHARE
+                                             and (capacity_helps or from_start))):
         return None
     evidence = {"per_module": layers, "worst_module": worst, "worst_share": share}
     listing = ", ".join(
@@ -93,6 +100,10 @@ def dead_units(dead: dict[str, dict[str, Any]] | None, capacity_helps: bool = Fa
         f"{g(100 * share)}% of the units after {worst} never activate on the training data "
         f"(dead units by module: {listing}): they pass no gradient and never recover"
     )
+    if from_start:
+        evidence["share_at_start"] = dead_start[worst]["share"]  # type: ignore[index]
+        message += (f"; {g(100 * evidence['share_at_start'])}% were dead already at "
+                    "initialisation")
     if capacity_helps and share < T.DEAD_SHARE_ALONE:
         message += "; a bigger model does better, so the model misses those units"
     fixes = [

@@ -172,6 +172,7 @@ noise floor) are not asked of it."""
 # ----------------------------------------------------------------------------- units
 DEAD_SHARE = 0.5
 """*Dead units*: a ReLU module of which at least half the units never activate on the training
-data, while a bigger model does better (the model misses the capacity) ..."""
+data, while a bigger model does better (the model misses the capacity) or half were dead already
+as initialised ..."""
 DEAD_SHARE_ALONE = 0.9
 """... or at least 90% of them, whatever the loss."""
