@@ -185,6 +185,17 @@ def test_dead_units_need_the_bigger_model_below_dead_share_alone():
     assert no_help.codes == ["noise_floor"]
 
 
+def test_dead_units_from_the_start_explain_a_lower_lr_doing_better():
+    flat = [1.0, 1.02, 0.99, 1.01] * 10  # no progress
+    dead = {"0.relu": {"units": 10, "dead": 10, "share": 1.0}}
+    lower = {0.1: RunOutcome("lr x0.1", 0.5)}
+    killed = diagnose(flat, evidence=Evidence(dead_units=dead, lr_probes=dict(lower)))
+    assert killed.codes[0] == "lr_too_large"  # units died in training: the lr is the cause
+    born = diagnose(flat, evidence=Evidence(dead_units=dead, dead_units_start=dead,
+                                            lr_probes=dict(lower)))
+    assert born.codes[0] == "dead_units" and "lr_too_large" not in born.codes
+
+
 # ----------------------------------------------------------------------------- never raises
 BAD = [math.inf, -math.inf, math.nan]
 

@@ -65,6 +65,18 @@ def test_dead_units_above_dead_share_only_when_capacity_helps():
     assert sure.confidence == T.HIGH and "bigger model" not in sure.message
 
 
+def test_dead_units_above_dead_share_when_dead_from_the_start():
+    dead = {"0.relu": {"units": 10, "dead": 6, "share": 0.6}}
+    assert U.dead_units(dead) is None
+    start = {"0.relu": {"units": 10, "dead": 6, "share": 0.6}}
+    v = U.dead_units(dead, dead_start=start)
+    assert v.code == "dead_units" and v.evidence["share_at_start"] == 0.6
+    few = {"0.relu": {"units": 10, "dead": 4, "share": 0.4}}  # below DEAD_SHARE at the start
+    assert U.dead_units(dead, dead_start=few) is None
+    other = {"1.relu": {"units": 10, "dead": 10, "share": 1.0}}  # another module
+    assert U.dead_units(dead, dead_start=other) is None
+
+
 def test_dead_units_reads_the_worst_module_and_skips_empty_ones():
     layers = {"a": {"units": 10, "dead": 1, "share": 0.1},
               "b": {"units": 10, "dead": 10, "share": 1.0},

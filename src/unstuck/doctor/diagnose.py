@@ -258,7 +258,12 @@ def diagnose(
         ]
     verdicts = [v for v in found if v is not None]
     fired = {v.code for v in verdicts}
-    verdicts = [v for v in verdicts if not fired & EXPLAINED_BY.get(v.code, frozenset())]
+    explained = dict(EXPLAINED_BY)
+    if any(v.code == "dead_units" and "share_at_start" in v.evidence for v in verdicts):
+        # dead from the first step: the initialisation is the cause, not the learning rate
+        explained["dead_units"] = frozenset()
+        explained["lr_too_large"] = explained["lr_too_large"] | {"dead_units"}
+    verdicts = [v for v in verdicts if not fired & explained.get(v.code, frozenset())]
     verdicts.sort(key=lambda v: CODES.index(v.code))
     notes += ev.notes
 

@@ -358,11 +358,9 @@ def _references(evidence: Evidence, recipe: Recipe, model: nn.Module, probe: tup
 
 
 def stopped_high(values: list[float], scale: float) -> bool:
-    """The training loss stopped (not still falling) above ``NEAR_ZERO``, large or on a plateau:
-    the guide's step-1 question (the model or the optimisation?) is asked."""
-    return bool(values) and not near_zero(values, scale) and not still_falling(values) and (
-        is_large(values, scale) or is_plateau(values, scale)
-    )
+    """The training loss stopped (not still falling) above ``NEAR_ZERO``: the guide's step-1
+    question (the model or the optimisation?) is asked, whatever the loss's size."""
+    return bool(values) and not near_zero(values, scale) and not still_falling(values)
 
 
 def codes_broken(codes: list[str]) -> bool:

@@ -140,19 +140,22 @@ def model_bias(
     """The model is too simple: a bigger one does better, or the loss is large and stuck.
 
     With a ``capacity`` run (a bigger model trained on the same data): fires when the loss
-    stopped falling (``PLATEAU_DROP``) above ``NEAR_ZERO`` and the bigger model's score is lower
+    is not still falling (:func:`still_falling`) above ``NEAR_ZERO`` and the bigger model's score
+    is lower
     by both reference margins (high confidence); never when it does no better (that is the noise
     floor). Without one, on the curve alone: the loss ends at least ``LARGE_LOSS`` of the scale on
     a plateau, no simpler reference does better, and the point reached is not a saddle (medium
     confidence; high when a reference was tried or the Hessian says minimum).
     """
     values = finite(train)
-    if len(values) < T.MIN_TREND_POINTS or not is_plateau(values, baseline):
+    if len(values) < T.MIN_TREND_POINTS or still_falling(values):
         return None
-    if still_falling(values):
+    if capacity is None and not is_plateau(values, baseline):
         return None
-    if near_zero(values, baseline) or reference_does_better(values, reference, baseline):
+    if near_zero(values, baseline):
         return None
+    if capacity is None and reference_does_better(values, reference, baseline):
+        return None  # on the curve alone, a better simpler model blames the optimiser
     kind = (critical or {}).get("verdict")
     if kind == "saddle point":
         return None
@@ -165,7 +168,7 @@ def model_bias(
         "drop_second_half": second,
     }
     message = (
-        f"the training loss has plateaued at {g(end)}, {g(100 * end / baseline)}% of the loss "
+        f"the training loss stopped at {g(end)}, {g(100 * end / baseline)}% of the loss "
         f"scale {g(baseline)} (it fell by {g(second)} over the second half)"
     )
     fixes = [
@@ -205,8 +208,8 @@ def noise_floor(
     """The run sits at the noise floor of its data: a bigger model does no better.
 
     Irreducible error (noisy labels, noisy targets) is not model bias: no model does better. This
-    is decided by evidence, never by the loss's size: fires when the loss stopped falling
-    (``PLATEAU_DROP``) above ``NEAR_ZERO``, a bigger model trained on the same data
+    is decided by evidence, never by the loss's size: fires when the loss is not still falling
+    (:func:`still_falling`) above ``NEAR_ZERO``, a bigger model trained on the same data
     (``capacity``) does not do better (:func:`capacity_does_better`), and the validation loss, when
     there is one, shows no overfitting gap (``OVERFIT_GAP`` and ``GAP_RATIO``: the model
     generalises what it learned). High confidence with a validation loss, medium without. A
@@ -215,7 +218,7 @@ def noise_floor(
     values = finite(train)
     if capacity is None or len(values) < T.MIN_TREND_POINTS:
         return None
-    if not is_plateau(values, baseline) or near_zero(values, baseline) or still_falling(values):
+    if near_zero(values, baseline) or still_falling(values):
         return None
     if not math.isfinite(capacity.score) or capacity_does_better(values, val, capacity, baseline):
         return None
