@@ -255,3 +255,21 @@ def test_resolve_schedule() -> None:
     assert cmp.resolve_schedule("linear({steps})", 7) == "linear(7)"
     assert cmp.resolve_schedule(None, 7) is None
     assert cmp.resolve_schedule(cmp.DEFAULT_SCHEDULE, 1) == "warmup(cosine(1), 0)"
+
+
+def test_doctor_column_tells_healthy_runs_apart() -> None:
+    from unstuck.lab.compare_report import SLOW_FACTOR, OptimizerSummary, doctor_cell
+
+    def row(code: str, steps: float | None, reached: int) -> OptimizerSummary:
+        pair = (0.9, 0.0)
+        return OptimizerSummary(0, "x", 0.1, 3, 0, pair, pair, pair, pair, steps, reached, 0.001,
+                                {"code": code})
+
+    assert doctor_cell(row("healthy", 100, 3), 100, 0.9) == "healthy"
+    assert doctor_cell(row("healthy", 100, 2), 100, 0.9).startswith("missed target (1/3")
+    slow = SLOW_FACTOR * 100 + 1
+    assert doctor_cell(row("healthy", slow, 3), 100, 0.9).startswith("slow (3.0x")
+    assert doctor_cell(row("healthy", SLOW_FACTOR * 100, 3), 100, 0.9) == "healthy"
+    assert doctor_cell(row("oscillation", slow, 2), 100, 0.9) == "oscillation"  # the doctor's own
+    assert doctor_cell(row("healthy", None, 0), None, None) == "healthy"  # no target
+    assert doctor_cell(row("noise_floor", None, 0), 100, 0.9).startswith("missed target (3/3")

@@ -185,10 +185,33 @@ def _steps(row: OptimizerSummary, target: float | None) -> str:
     return text if row.reached_target == row.seeds else f"{text} ({row.reached_target}/{row.seeds})"
 
 
+SLOW_FACTOR = 3.0
+"""A run that needs more than this many times the best optimizer's steps to reach the target is
+*slow* in the doctor column, even when the doctor found nothing wrong with it."""
+
+
+def doctor_cell(row: OptimizerSummary, best_steps: float | None, target: float | None) -> str:
+    """The doctor column: the doctor's top code, or, where it found nothing wrong (``healthy``,
+    ``noise_floor``), what the comparison shows: the target missed on some seeds, or reached
+    more than ``SLOW_FACTOR`` times later than the best optimizer."""
+    if not row.verdict:
+        return "-"
+    code = row.verdict["code"]
+    if code not in ("healthy", "noise_floor") or target is None:
+        return code
+    if row.reached_target < row.seeds:
+        return f"missed target ({row.seeds - row.reached_target}/{row.seeds} seeds)"
+    if best_steps and row.steps_to_target and row.steps_to_target > SLOW_FACTOR * best_steps:
+        return f"slow ({row.steps_to_target / best_steps:.1f}x the best steps)"
+    return code
+
+
 def table(
     rows: Sequence[OptimizerSummary], metric_name: str, target: float | None
 ) -> tuple[list[str], list[list[str]]]:
     """Headers and cells (strings) of the ranked table."""
+    reached = [r.steps_to_target for r in rows if r.steps_to_target is not None]
+    best_steps = min(reached) if reached else None
     headers = ["#", "optimizer", "lr", f"val {metric_name}", f"test {metric_name}", "val loss",
                "test loss", "steps to target", "step (ms)", "diverged", "doctor"]
     cells = [
@@ -198,7 +221,7 @@ def table(
             _loss(row.val_loss), _loss(row.test_loss), _steps(row, target),
             f"{1000 * row.step_time:.2f}" if math.isfinite(row.step_time) else "-",
             f"{row.diverged}/{row.seeds}",
-            row.verdict["code"] if row.verdict else "-",
+            doctor_cell(row, best_steps, target),
         ]
         for row in rows
     ]
