@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,16 +13,6 @@ from unstuck.diagnose import Monitor
 from unstuck.doctor import CODES, Verdict, diagnose
 from unstuck.doctor.diagnose import EXPLAINED_BY
 from unstuck.doctor.evidence import Evidence, RunOutcome
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: the models are tiny, and on a busy machine each parallel region of
-    a multi-threaded kernel costs milliseconds (the Hessian probe runs thousands)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_plain_lists_per_epoch_overfitting_and_healthy():

@@ -4,7 +4,6 @@ models and losses that must never make it raise."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,16 +12,6 @@ from torch import nn
 
 from unstuck.doctor import examine
 from unstuck.doctor.trials import FIXES
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: the models are tiny, and on a busy machine each parallel region of
-    a multi-threaded kernel costs milliseconds (the Hessian probe runs thousands)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def data(seed: int = 0, n: int = 64):

@@ -4,7 +4,6 @@ mechanical fixes."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,16 +12,6 @@ from torch import nn
 
 from unstuck.doctor.evidence import RunOutcome
 from unstuck.doctor.trials import FIXES, Change, Recipe, batches, scale_lr, try_fixes
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: the models are tiny, and on a busy machine each parallel region of
-    a multi-threaded kernel costs milliseconds (the Hessian probe runs thousands)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def data(n: int = 32):
