@@ -14,11 +14,13 @@ __all__ = ["add_parser", "run"]
 DESCRIPTION = """\
 The doctor reads a training run the way the classic guide "my network does not train" does:
 training loss large -> model bias or optimisation failure (told apart by a simpler reference
-model); stuck with a large gradient -> oscillation across a valley; stuck with a small gradient ->
-the Hessian decides (saddle point, local minimum); training loss small but held-out loss large ->
-overfitting or mismatch (told apart by a train-dev split); and what a per-step monitor sees:
-non-finite values, divergence, exploding gradients, an adaptive step blowing up, a missing
-warm-up, layers that need different step sizes, a learning rate too small.
+model), or the noise floor of the data (a bigger model does no better); stuck with a large
+gradient -> oscillation across a valley; stuck with a small gradient -> the Hessian decides
+(saddle point, local minimum); training loss small but held-out loss large -> overfitting or
+mismatch (told apart by a train-dev split); and what a per-step monitor and a few checks see:
+non-finite values, divergence, a learning rate too large or too small (confirmed by short runs at
+other learning rates), exploding gradients, an adaptive step blowing up, a missing warm-up,
+symmetric or dead units, layers that need different step sizes.
 
 This command runs a built-in scenario: a small real training (seconds, CPU) that exhibits one
 failure, prints the verdicts with their evidence and fixes, and writes a self-contained HTML
@@ -33,7 +35,7 @@ examples:
   unstuck doctor --scenario saddle_point               # writes doctor_saddle_point.html
   unstuck doctor --scenario overfitting -o report.html --force
   unstuck doctor --scenario lr_too_large --try-fixes    # runs the fixes, reports their effect
-  unstuck doctor --scenario all                        # every scenario, a table (about a minute)
+  unstuck doctor --scenario all                        # every scenario, a table (about 15-30 s)
 """
 
 
