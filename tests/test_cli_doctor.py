@@ -50,3 +50,15 @@ def test_scenario_prints_verdicts_writes_report_and_refuses_overwrite(
 def test_usage_errors(argv, message, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_try_fixes_reports_each_fix_measured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "large.html"
+    argv = ["doctor", "--scenario", "lr_too_large", "--try-fixes", "-o", str(out), "-q"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "[lr_too_large]" in printed and "tried lr x0.1: loss" in printed
+    assert "Fixes tried" in out.read_text()
