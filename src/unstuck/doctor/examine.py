@@ -316,7 +316,7 @@ def _references(evidence: Evidence, recipe: Recipe, model: nn.Module, probe: tup
                 reference: Any, seed: int, values: list[float], scale: float,
                 val: list[float] | None, notes: list[str]) -> list[float] | None:
     """Train the simpler reference and the bigger model when the loss stopped high."""
-    if not stopped_high(values, scale):
+    if not _stopped_high(values, scale):
         return None
     with torch.no_grad():
         was = model.training
@@ -349,7 +349,7 @@ def _references(evidence: Evidence, recipe: Recipe, model: nn.Module, probe: tup
     if big is not None and overfitting(values, val, scale) is None:
         from unstuck.optim import Adam
 
-        generic = big.representable is False and not big.kind.startswith("the MLP")
+        generic = not big.same_recipe
         evidence.capacity = recipe.run(Change(
             f"bigger model: {big.kind}", model=big.model,
             optimizer=(lambda p: Adam(p, lr=1e-3)) if generic else None,
@@ -357,13 +357,13 @@ def _references(evidence: Evidence, recipe: Recipe, model: nn.Module, probe: tup
     return list(ref.train_loss) if ref is not None else None
 
 
-def stopped_high(values: list[float], scale: float) -> bool:
+def _stopped_high(values: list[float], scale: float) -> bool:
     """The training loss stopped (not still falling) above ``NEAR_ZERO``: the guide's step-1
     question (the model or the optimisation?) is asked, whatever the loss's size."""
     return bool(values) and not near_zero(values, scale) and not still_falling(values)
 
 
-def codes_broken(codes: list[str]) -> bool:
+def _blames_other(codes: list[str]) -> bool:
     """The preliminary verdicts already blame something other than a slow learning rate."""
     return bool(set(codes) & {"nonfinite", "divergence", "lr_too_large", "symmetric_init",
                               "dead_units", "overfitting"})
@@ -371,17 +371,16 @@ def codes_broken(codes: list[str]) -> bool:
 
 def _lr_probes(evidence: Evidence, recipe: Recipe, codes: list[str], values: list[float],
                scale: float) -> None:
-    """Runs at higher learning rates when the run looks too slow, stopped high or is still
-    falling at the end above ``NEAR_ZERO`` (would a larger lr have got further?), lower ones when
-    it made no progress."""
-    unfinished = still_falling(values) and not near_zero(values, scale)
-    asked = stopped_high(values, scale) or unfinished
-    if "lr_too_small" in codes or (asked and not codes_broken(codes)):
+    """Runs at higher learning rates when the run looks too slow or ended above ``NEAR_ZERO``
+    (would a larger lr have got further?) and nothing else is blamed yet, lower ones when it made
+    no progress."""
+    above_zero = bool(values) and not near_zero(values, scale)
+    if "lr_too_small" in codes or (above_zero and not _blames_other(codes)):
         for factor in PROBE_LR_HIGHER:
             evidence.lr_probes[factor] = recipe.run(Change(f"lr x{factor:g}", factor))
-    if values and len(values) >= T.MIN_TREND_POINTS and not near_zero(values, scale):
-        from unstuck.doctor.curves import tail
-
-        if tail(values) >= (1 - T.NO_PROGRESS) * values[0]:
-            for factor in PROBE_LR_LOWER:
-                evidence.lr_probes[factor] = recipe.run(Change(f"lr x{factor:g}", factor))
+    no_progress = len(values) >= T.MIN_TREND_POINTS and not near_zero(values, scale) and (
+        tail(values) >= (1 - T.NO_PROGRESS) * values[0]
+    )
+    if no_progress:
+        for factor in PROBE_LR_LOWER:
+            evidence.lr_probes[factor] = recipe.run(Change(f"lr x{factor:g}", factor))

@@ -46,11 +46,15 @@ class Reference:
         kind: a short description (``"linear model on the flattened input"``).
         representable: True when the model provably contains the reference's function, False
             when it provably does not, None when unknown.
+        same_recipe: train it with the model's optimizer settings (False: the generic bigger
+            model, trained with Adam at lr 1e-3, since the model's lr was tuned for another
+            architecture).
     """
 
     model: nn.Module
     kind: str
     representable: bool | None
+    same_recipe: bool = True
 
 
 class _OneHot(nn.Module):
@@ -243,4 +247,5 @@ def capacity_reference(model: nn.Module, example: Tensor, output: Tensor) -> Ref
     made = _generic(example, output, (CAPACITY_WIDTH, CAPACITY_WIDTH), dtype)
     if made is None:
         return None
-    return Reference(made[0], f"MLP {CAPACITY_WIDTH}-{CAPACITY_WIDTH} on the {made[1]}", False)
+    return Reference(made[0], f"MLP {CAPACITY_WIDTH}-{CAPACITY_WIDTH} on the {made[1]}", False,
+                     same_recipe=False)
