@@ -148,3 +148,16 @@ def test_batches_are_seeded_and_cycled():
         next(batches("d", [], None, 0))
     with pytest.raises(ValueError, match="at least one"):
         next(batches("d", (x[:0], y[:0]), 4, 0))
+
+
+def test_reduce_on_plateau_steps_on_the_training_loss():
+    from unstuck.doctor import examine
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    y = x @ torch.ones(3, 1)
+    model = torch.nn.Linear(3, 1)
+    d = examine(model, torch.nn.functional.mse_loss, (x, y), steps=30, checks=False,
+                probe_hessian=False,
+                scheduler=lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=2))
+    assert len(d.train_loss) == 30

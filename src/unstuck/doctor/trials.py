@@ -202,9 +202,11 @@ class Recipe:
                 if monitor is not None:
                     monitor.observe(loss)
                 optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
                 value = float(loss.detach())
+                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    scheduler.step(value)  # it steps on a metric: the training loss here
+                elif scheduler is not None:
+                    scheduler.step()
                 losses.append(value)
                 if every and (step % every == 0 or step == self.steps - 1):
                     for name, data in evals:
