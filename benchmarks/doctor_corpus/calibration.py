@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unstuck.doctor.scenarios.fitting import mlp
+
 from .base import Case, Proof, register
 from .proving import fit, prove_better, prove_healthy, prove_noise_floor, seeded, tolerance
 from .tabular import (
@@ -34,16 +36,6 @@ from .tabular import (
 __all__ = ["calibration_case", "kwargs", "mlp"]
 
 Kwargs = dict[str, Any]
-
-
-def mlp(*sizes: int, act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """``Linear, act, Linear, act, ..., Linear`` through ``sizes``."""
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(act())
-    return nn.Sequential(*layers)
 
 
 def kwargs(model: nn.Module, criterion: Callable, data: list, optimizer: Callable, steps: int,

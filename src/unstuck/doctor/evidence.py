@@ -27,6 +27,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from unstuck.doctor.curves import finite, tail
+
 __all__ = ["Evidence", "RunOutcome"]
 
 
@@ -60,6 +62,18 @@ class RunOutcome:
         """What "did better" compares: :attr:`loss`, or inf for a run that diverged."""
         value = self.loss
         return value if not self.diverged and math.isfinite(value) else math.inf
+
+    @classmethod
+    def of(cls, label: str, losses: list[float], val_loss_end: float | None) -> RunOutcome:
+        """The outcome of a run from its step losses and final validation loss: the end is the
+        median of the last 10% of the finite losses; it *diverged* when a loss or the validation
+        loss is not finite, or the end is above twice the first loss."""
+        values = finite(losses)
+        end = tail(values) if values else math.nan
+        diverged = len(values) < len(losses) or (
+            bool(values) and values[0] > 0 and end > 2 * values[0]
+        ) or (val_loss_end is not None and not math.isfinite(val_loss_end))
+        return cls(label, end, val_loss_end, diverged, len(losses), tuple(losses))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (without the curve)."""

@@ -126,13 +126,6 @@ def _sample(train_data: Any, batch_size: int | None, seed: int) -> tuple[Any, An
     return probe
 
 
-def _outcome(label: str, losses: list[float], val: list[float] | None) -> RunOutcome:
-    values = finite(losses)
-    end = tail(values) if values else math.nan
-    diverged = len(values) < len(losses) or (bool(values) and values[0] > 0 and end > 2 * values[0])
-    return RunOutcome(label, end, val[-1] if val else None, diverged, len(losses), tuple(losses))
-
-
 def _dead(model: nn.Module, inputs: Any) -> dict[str, dict[str, Any]]:
     from unstuck.diagnose.activations import dead_units
 
@@ -303,7 +296,7 @@ def examine(
     diagnosis = run_diagnosis(evidence if checks else None, critical, density, ref_losses)
     diagnosis.notes[:0] = notes
     if try_fixes:
-        own = _outcome("this run", losses, val)
+        own = RunOutcome.of("this run", losses, val[-1] if val else None)
         diagnosis.verdicts = [
             v if v.code in BENIGN else dataclasses.replace(
                 v, trials=tuple(run_fixes(recipe, v.code, v.evidence, own)))

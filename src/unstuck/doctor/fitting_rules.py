@@ -36,6 +36,7 @@ from unstuck.doctor.loss_rules import (
     make_verdict,
     near_zero,
     reference_does_better,
+    run_score,
     still_falling,
 )
 from unstuck.doctor.verdicts import Verdict
@@ -52,15 +53,6 @@ __all__ = [
 Curve = Sequence[float]
 
 
-def _own_score(train: Curve, val: Curve | None) -> float:
-    """The run's score, as :attr:`RunOutcome.score` measures the probes: last val, else train."""
-    held = finite(val or [])
-    if held:
-        return held[-1]
-    values = finite(train)
-    return tail(values) if values else math.inf
-
-
 def capacity_does_better(
     train: Curve, val: Curve | None, capacity: RunOutcome | None, baseline: float
 ) -> bool:
@@ -69,7 +61,7 @@ def capacity_does_better(
     ``REFERENCE_GAP`` of the scale)."""
     if capacity is None or not math.isfinite(capacity.score):
         return False
-    mine, theirs = _own_score(train, val), capacity.score
+    mine, theirs = run_score(train, val), capacity.score
     return theirs <= mine * (1 - T.REFERENCE_MARGIN) and mine - theirs >= T.REFERENCE_GAP * baseline
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "near_zero",
     "nonfinite",
     "reference_does_better",
+    "run_score",
     "still_falling",
 ]
 
@@ -70,6 +71,16 @@ def is_plateau(train: Curve, baseline: float) -> bool:
     if len(values) < T.MIN_TREND_POINTS:
         return False
     return halves_drop(values)[1] < T.PLATEAU_DROP * baseline
+
+
+def run_score(train: Curve, val: Curve | None) -> float:
+    """The run's own score, as :attr:`~unstuck.doctor.evidence.RunOutcome.score` measures the
+    checks' runs: the last validation loss, else the end of the training loss (inf if none)."""
+    held = finite(val or [])
+    if held:
+        return held[-1]
+    values = finite(train)
+    return tail(values) if values else math.inf
 
 
 def still_falling(train: Curve) -> bool:

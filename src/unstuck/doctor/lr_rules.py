@@ -17,20 +17,12 @@ from typing import Any
 from unstuck.doctor import thresholds as T
 from unstuck.doctor.curves import finite, halves_drop, tail, thirds
 from unstuck.doctor.evidence import Evidence, RunOutcome
-from unstuck.doctor.loss_rules import g, head, is_large, make_verdict, near_zero
+from unstuck.doctor.loss_rules import g, head, is_large, make_verdict, near_zero, run_score
 from unstuck.doctor.verdicts import Verdict
 
 __all__ = ["lr_too_large", "lr_too_small"]
 
 Curve = Sequence[float]
-
-_ADAPTIVE = ("adam", "radam", "adagrad", "rmsprop")
-
-
-def _own_score(train: Curve, val: Curve | None) -> float:
-    held = finite(val or [])
-    return held[-1] if held else tail(finite(train))
-
 
 def _probe_text(probe: RunOutcome) -> str:
     which = "validation" if probe.val_loss_end is not None else "training"
@@ -89,7 +81,7 @@ def lr_too_small(
         and update_ratio < T.SMALL_UPDATE_RATIO
         and is_large(values, baseline)
     )
-    own = _own_score(train, val)
+    own = run_score(train, val)
     confirmed = (
         evidence.lr_probe_verdict("higher", own, baseline, T.LR_PROBE_MARGIN) if evidence else None
     )
@@ -166,7 +158,7 @@ def lr_too_large(
     if reference_broke:
         facts["reference_diverged"] = True
         parts.append("the reference model trained with the same optimizer settings diverged")
-    own = _own_score(train, val)
+    own = run_score(train, val)
     confirmed = (
         evidence.lr_probe_verdict("lower", own, baseline, T.LR_PROBE_MARGIN) if evidence else None
     )

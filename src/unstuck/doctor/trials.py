@@ -27,7 +27,6 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from unstuck.doctor.curves import finite, tail
 from unstuck.doctor.evidence import RunOutcome
 
 __all__ = ["FIXES", "Change", "Recipe", "TrainResult", "batches", "evaluate", "is_pair",
@@ -239,16 +238,8 @@ class Recipe:
         except (RuntimeError, ValueError) as error:  # a broken variant is a result, not a crash
             return RunOutcome(f"{change.label} (failed: {str(error).splitlines()[0][:80]})",
                               math.nan, None, True, 0)
-        losses = result.losses
-        values = finite(losses)
-        end = tail(values) if values else math.nan
-        diverged = len(values) < len(losses) or (
-            bool(values) and values[0] > 0 and end > 2 * values[0]
-        )
         val = evaluate(model, self.criterion, self.val_data) if self.val_data is not None else None
-        if val is not None and not math.isfinite(val):
-            diverged = True
-        return RunOutcome(change.label, end, val, diverged, len(losses), tuple(losses))
+        return RunOutcome.of(change.label, result.losses, val)
 
 
 def _rebind(scheduler: Any, optimizer: Optimizer) -> Any:
