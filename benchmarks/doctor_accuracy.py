@@ -1,8 +1,9 @@
 """How often is the doctor's top verdict right? Run ``unstuck.doctor.examine`` on the scenario
 corpus (``benchmarks/doctor_corpus``: small real trainings with a known truth) and tabulate.
 
-Per part (``calibration``: thresholds may be chosen on it; ``held-out``: other model families,
-only measured) it prints the confusion table truth x top verdict, the top-verdict accuracy on
+Per part (``calibration``: thresholds may be chosen on it; ``development``: other model families,
+seen while the rules were built; ``held-out``: other model families, built apart and only
+measured; see ``doctor_corpus/base.py``) it prints the confusion table truth x top verdict, the top-verdict accuracy on
 failing runs, the false-alarm rate on healthy runs (truth benign, top verdict not), the accuracy
 per model family, the calibration of the confidences, the seconds per examine and the wrong
 runs. A run that raises is recorded with the top verdict ``CRASH``, not fatal.
@@ -12,6 +13,7 @@ Usage::
     .venv/bin/python benchmarks/doctor_accuracy.py                    # everything, seeds 0 1 2
     .venv/bin/python benchmarks/doctor_accuracy.py --part calibration -j 2 -o results.json
     .venv/bin/python benchmarks/doctor_accuracy.py --cases digits --seeds 0 --proofs
+    .venv/bin/python benchmarks/doctor_accuracy.py --part held-out --only-proofs   # no doctor
 """
 
 from __future__ import annotations
@@ -270,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("-j", "--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--proofs", action="store_true", help="also run every case's proof")
+    parser.add_argument("--only-proofs", action="store_true",
+                        help="run the proofs and not the doctor (to build cases without seeing "
+                             "its verdicts)")
     parser.add_argument("-o", "--out", help="write every result as JSON here")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -278,10 +283,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("no case matches")
     tasks = [(c.name, seed) for c in cases for seed in args.seeds]
     _one_thread()
-    runs = run_tasks(examine_case, tasks, args.jobs, "examine", args.quiet)
-    print(report(runs))
+    runs: list[Run] = []
+    if not args.only_proofs:
+        runs = run_tasks(examine_case, tasks, args.jobs, "examine", args.quiet)
+        print(report(runs))
     proofs: list[ProofRun] = []
-    if args.proofs:
+    if args.proofs or args.only_proofs:
         proofs = run_tasks(prove_case, tasks, args.jobs, "proofs", args.quiet)
         print("\n## proofs\n\n" + proof_table(proofs))
     if args.out:

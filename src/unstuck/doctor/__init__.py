@@ -1,4 +1,4 @@
-"""The doctor: from measurements to verdicts, evidence and fixes (issue 5).
+"""The doctor: from measurements to verdicts, evidence and fixes.
 
 - :func:`diagnose` reads loss curves (and optionally a Monitor's records, a simpler reference
   model's training loss, a critical-point probe) and returns a :class:`Diagnosis`: ranked

@@ -1,4 +1,4 @@
-"""Held-out cases: GRU, LSTM and plain RNN models on generated sequences."""
+"""Development cases: GRU, LSTM and plain RNN models on generated sequences."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Proof
-from .heldout_common import (
+from .families_common import (
     Kwargs,
     adam,
-    held_out,
+    development,
     kwargs,
     prove_exploding,
     prove_learned,
@@ -21,7 +21,7 @@ from .heldout_common import (
     sets,
     sgd,
 )
-from .heldout_data import majority, parity, recall, sine, sums
+from .families_data import majority, parity, recall, sine, sums
 from .proving import fit, prove_noise_floor, seeded
 
 __all__ = ["Recurrent"]
@@ -52,10 +52,10 @@ def _parity_healthy(seed: int) -> Kwargs:
     data = sets(parity, seed, 2000, 500, length=12)
     model = seeded(seed, lambda: Recurrent(nn.GRU, 32, 2, every_step=True))
     return kwargs(model, F.cross_entropy, data, adam(1e-2), 300, 64, seed,
-                  "held-out: a GRU learning the running parity")
+                  "development: a GRU learning the running parity")
 
 
-held_out("rnn_parity_healthy", "healthy",
+development("rnn_parity_healthy", "healthy",
          "GRU (32) tagging the running parity of 12 random bits, Adam lr 1e-2: learns it "
          "perfectly, the loss ends near zero.", _parity_healthy,
          lambda seed: prove_learned(_parity_healthy(seed), seeded(
@@ -66,10 +66,10 @@ def _sine_slow(seed: int) -> Kwargs:
     data = sets(sine, seed, 2000, 500, length=20)
     model = seeded(seed, lambda: Recurrent(nn.LSTM, 32, 1))
     return kwargs(model, F.mse_loss, data, adam(1e-2), 300, 32, seed,
-                  "held-out: an LSTM forecasting sines")
+                  "development: an LSTM forecasting sines")
 
 
-held_out("rnn_sine_healthy", "healthy",
+development("rnn_sine_healthy", "healthy",
          "LSTM (32) forecasting the next value of clean sines of random frequency, Adam lr 1e-2, "
          "batches of 32: still falling at the end, slowly, but the lr is right.", _sine_slow,
          lambda seed: prove_learned(_sine_slow(seed),
@@ -80,10 +80,10 @@ def _majority_noisy(seed: int) -> Kwargs:
     data = sets(majority, seed, 2000, 500, length=11)
     model = seeded(seed, lambda: Recurrent(nn.LSTM, 16, 2))
     return kwargs(model, F.cross_entropy, data, adam(3e-2), 250, 8, seed,
-                  "held-out: an LSTM classifier, batches of 8")
+                  "development: an LSTM classifier, batches of 8")
 
 
-held_out("rnn_majority_healthy", "healthy",
+development("rnn_majority_healthy", "healthy",
          "LSTM (16) telling whether +1s or -1s are the majority of 11, Adam lr 3e-2 with batches "
          "of 8: a noisy loss curve, but a healthy run.", _majority_noisy,
          lambda seed: prove_learned(_majority_noisy(seed), seeded(
@@ -94,7 +94,7 @@ def _sums_floor(seed: int) -> Kwargs:
     data = sets(sums, seed, 2000, 1000, length=20, last=3, noise=1.0)
     model = seeded(seed, lambda: Recurrent(nn.GRU, 32, 1))
     return kwargs(model, F.mse_loss, data, adam(1e-2), 300, 64, seed,
-                  "held-out: a GRU summing with noisy targets")
+                  "development: a GRU summing with noisy targets")
 
 
 def _sums_floor_proof(seed: int) -> Proof:
@@ -104,7 +104,7 @@ def _sums_floor_proof(seed: int) -> Proof:
     return prove_noise_floor(kw, seeded(seed + 1, lambda: Recurrent(nn.GRU, 128, 1)), floor)
 
 
-held_out("rnn_sums_noise_floor", "noise_floor",
+development("rnn_sums_noise_floor", "noise_floor",
          "GRU (32) regressing the sum of the last 3 of 20 values, targets with Gaussian noise of "
          "std 1 (as large as the signal), Adam lr 1e-2: the loss ends at the noise variance "
          "(1; the val set's own noise is the floor).", _sums_floor, _sums_floor_proof)
@@ -117,10 +117,10 @@ def _sine_crawl(seed: int) -> Kwargs:
     data = sets(sine, seed, 2000, 500, length=20)
     model = seeded(seed, lambda: Recurrent(nn.LSTM, 32, 1))
     return kwargs(model, F.mse_loss, data, sgd(0.01), 300, 32, seed,
-                  "held-out: an LSTM with SGD at lr 0.01")
+                  "development: an LSTM with SGD at lr 0.01")
 
 
-held_out("rnn_sine_lr_too_small", "lr_too_small",
+development("rnn_sine_lr_too_small", "lr_too_small",
          "LSTM (32) forecasting sines with plain SGD at lr 0.01: the loss falls, far too slowly.",
          _sine_crawl, lambda seed: prove_lr_too_small(_sine_crawl, seed))
 
@@ -129,10 +129,10 @@ def _recall_small(seed: int) -> Kwargs:
     data = sets(recall, seed, 2000, 500, length=10, first=6)
     model = seeded(seed, lambda: Recurrent(nn.GRU, 2, 6))
     return kwargs(model, F.mse_loss, data, adam(3e-2), 300, 64, seed,
-                  "held-out: a 2-unit GRU recalling 6 values")
+                  "development: a 2-unit GRU recalling 6 values")
 
 
-held_out("rnn_recall_model_bias", "model_bias",
+development("rnn_recall_model_bias", "model_bias",
          "A 2-unit GRU asked to recall the first 6 of 10 values at the end, Adam lr 3e-2: two "
          "numbers of state cannot hold six, the training loss stays near 4/6 of the variance.",
          _recall_small,
@@ -155,10 +155,10 @@ def _long_sums(seed: int, clip: float | None = None) -> Kwargs:
     data = sets(sums, seed, 1000, 500, length=50, last=8)
     more = {} if clip is None else {"clip_grad_norm": clip}
     return kwargs(seeded(seed, _irnn), F.mse_loss, data, sgd(1.5e-3, 0.9), 300, 32, seed,
-                  "held-out: a ReLU RNN over 50 steps without clipping", **more)
+                  "development: a ReLU RNN over 50 steps without clipping", **more)
 
 
-held_out("rnn_longsums_exploding_gradients", "exploding_gradients",
+development("rnn_longsums_exploding_gradients", "exploding_gradients",
          "ReLU RNN started at 1.02 x the identity recurrence, over sequences of 50 (sum of the "
          "last 8), SGD lr 1.5e-3 momentum 0.9 without clipping: the gradient norm spikes by 100x "
          "and more.",
@@ -175,7 +175,7 @@ def _parity_zero(seed: int, zero: bool = True) -> Kwargs:
             for parameter in model.parameters():
                 parameter.zero_()
     return kwargs(model, F.cross_entropy, data, adam(1e-2), 200, 64, seed,
-                  "held-out: a GRU with every weight initialised to zero")
+                  "development: a GRU with every weight initialised to zero")
 
 
 def _zero_proof(seed: int) -> Proof:
@@ -191,7 +191,7 @@ def _zero_proof(seed: int) -> Proof:
                                              "default": good.score})
 
 
-held_out("rnn_parity_symmetric_init", "symmetric_init",
+development("rnn_parity_symmetric_init", "symmetric_init",
          "GRU tagging the running parity with every weight and bias initialised to zero: all "
          "hidden units are the same (zero) and get the same (zero) gradient; only the output "
          "bias learns.", _parity_zero, _zero_proof)

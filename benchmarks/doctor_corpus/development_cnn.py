@@ -1,4 +1,4 @@
-"""Held-out cases: small convolutional networks on the 8x8 digits and on generated images."""
+"""Development cases: small convolutional networks on the 8x8 digits and on generated images."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Proof
-from .heldout_common import (
+from .families_common import (
     Kwargs,
     adam,
     digits,
     generator,
-    held_out,
+    development,
     kwargs,
     prove_exploding,
     prove_learned,
@@ -28,7 +28,7 @@ from .heldout_common import (
     sgd,
     split,
 )
-from .heldout_data import bars, blobs, shapes
+from .families_data import bars, blobs, shapes
 from .proving import fit, prove_noise_floor, seeded
 
 __all__ = ["cnn", "deep_sigmoid_cnn"]
@@ -72,10 +72,10 @@ def _shift(images: torch.Tensor, pixels: int) -> torch.Tensor:
 
 def _digits_healthy(seed: int) -> Kwargs:
     return kwargs(seeded(seed, cnn), F.cross_entropy, _digits_split(seed), adam(2e-2), 200, 64,
-                  seed, "held-out: a CNN on the digits")
+                  seed, "development: a CNN on the digits")
 
 
-held_out("cnn_digits_healthy", "healthy",
+development("cnn_digits_healthy", "healthy",
          "CNN (8, 16 channels) on the 8x8 digits (1000 train), Adam lr 2e-2, batch 64: trains "
          "well.", _digits_healthy,
          lambda seed: prove_learned(_digits_healthy(seed), seeded(seed + 1, lambda: cnn(32, 64))))
@@ -84,10 +84,10 @@ held_out("cnn_digits_healthy", "healthy",
 def _shapes_noisy(seed: int) -> Kwargs:
     data = sets(shapes, seed, 3000, 500, 500, noise=0.2)
     return kwargs(seeded(seed, lambda: cnn(8, 16, 4, 10, bn=True)), F.cross_entropy, data,
-                  sgd(0.01, 0.9), 250, 8, seed, "held-out: a BatchNorm CNN, batches of 8")
+                  sgd(0.01, 0.9), 250, 8, seed, "development: a BatchNorm CNN, batches of 8")
 
 
-held_out("cnn_shapes_healthy", "healthy",
+development("cnn_shapes_healthy", "healthy",
          "CNN with BatchNorm on 4 noisy generated shapes (3000 train, 10x10), SGD lr 0.01 "
          "momentum 0.9 with batches of 8: a noisy but healthy loss curve.", _shapes_noisy,
          lambda seed: prove_learned(_shapes_noisy(seed),
@@ -97,10 +97,10 @@ held_out("cnn_shapes_healthy", "healthy",
 def _bars_floor(seed: int) -> Kwargs:
     data = sets(bars, seed, 2000, 500, 500, target_noise=0.5)
     return kwargs(seeded(seed, lambda: cnn(8, 16, 1)), F.mse_loss, data, adam(3e-3), 300, 64,
-                  seed, "held-out: a CNN regressing a bar's position with noisy targets")
+                  seed, "development: a CNN regressing a bar's position with noisy targets")
 
 
-held_out("cnn_bars_noise_floor", "noise_floor",
+development("cnn_bars_noise_floor", "noise_floor",
          "CNN regressing the column of a bar (2000 train images) whose targets carry Gaussian "
          "noise of std 0.5: the loss ends at the noise variance 0.25.", _bars_floor,
          lambda seed: prove_noise_floor(_bars_floor(seed),
@@ -113,10 +113,10 @@ def _bars_outliers(seed: int, outliers: bool = True) -> Kwargs:
     if outliers:
         targets[torch.randperm(1000, generator=generator(seed, 11))[:4]] *= 1000.0
     return kwargs(seeded(seed, lambda: cnn(8, 16, 1)), F.mse_loss, [(train[0], targets), val],
-                  sgd(3e-3, 0.9), 200, 32, seed, "held-out: 4 regression targets off by 1000x")
+                  sgd(3e-3, 0.9), 200, 32, seed, "development: 4 regression targets off by 1000x")
 
 
-held_out("cnn_bars_exploding_gradients", "exploding_gradients",
+development("cnn_bars_exploding_gradients", "exploding_gradients",
          "CNN regressing a bar's column where 4 of 1000 training targets are off by a factor "
          "1000 (a unit error), SGD lr 3e-3 momentum 0.9, batches of 32: the batches holding them "
          "give gradient spikes of 100x that knock the weights.", _bars_outliers,
@@ -129,20 +129,20 @@ held_out("cnn_bars_exploding_gradients", "exploding_gradients",
 
 def _digits_slow(seed: int) -> Kwargs:
     return kwargs(seeded(seed, cnn), F.cross_entropy, _digits_split(seed), sgd(0.03), 200, 64,
-                  seed, "held-out: a CNN with SGD at lr 0.03")
+                  seed, "development: a CNN with SGD at lr 0.03")
 
 
-held_out("cnn_digits_lr_too_small", "lr_too_small",
+development("cnn_digits_lr_too_small", "lr_too_small",
          "CNN on the digits with plain SGD at lr 0.03: the loss creeps down from ln 10.",
          _digits_slow, lambda seed: prove_lr_too_small(_digits_slow, seed))
 
 
 def _digits_fast(seed: int) -> Kwargs:
     return kwargs(seeded(seed, cnn), F.cross_entropy, _digits_split(seed), sgd(15.0), 200, 64,
-                  seed, "held-out: a CNN with SGD at lr 15")
+                  seed, "development: a CNN with SGD at lr 15")
 
 
-held_out("cnn_digits_lr_too_large", "lr_too_large",
+development("cnn_digits_lr_too_large", "lr_too_large",
          "CNN on the digits with plain SGD at lr 15 (~50x the best): the loss bounces around "
          "its start.", _digits_fast, lambda seed: prove_lr_too_large(_digits_fast, seed))
 
@@ -153,10 +153,10 @@ held_out("cnn_digits_lr_too_large", "lr_too_large",
 def _digits_tiny(seed: int, train: int = 40) -> Kwargs:
     return kwargs(seeded(seed, lambda: cnn(32, 64)), F.cross_entropy,
                   _digits_split(seed, train), adam(1e-2), 300, None if train <= 40 else 64, seed,
-                  "held-out: a big CNN on 40 digits")
+                  "development: a big CNN on 40 digits")
 
 
-held_out("cnn_digits_overfitting", "overfitting",
+development("cnn_digits_overfitting", "overfitting",
          "CNN (32, 64 channels) on 40 training digits, full batch, Adam lr 1e-2: memorises "
          "them, the val loss stays large.", _digits_tiny,
          lambda seed: prove_overfitting(_digits_tiny, lambda s: _digits_tiny(s, 1000), seed,
@@ -169,10 +169,10 @@ def _digits_shifted(seed: int, shift_train: bool = False) -> Kwargs:
     if shift_train:
         train = (_shift(train[0], 2), train[1])
     return kwargs(seeded(seed, cnn), F.cross_entropy, [train, val, test], adam(1e-2), 200, 64,
-                  seed, "held-out: test digits moved 2 pixels")
+                  seed, "development: test digits moved 2 pixels")
 
 
-held_out("cnn_digits_mismatch", "mismatch",
+development("cnn_digits_mismatch", "mismatch",
          "CNN on the digits; the test digits are moved 2 pixels to the right, val comes from "
          "the training distribution.", _digits_shifted,
          lambda seed: prove_mismatch(_digits_shifted, lambda s: _digits_shifted(s, True), seed,
@@ -186,10 +186,10 @@ def _one_channel() -> nn.Sequential:
 
 def _digits_bias(seed: int) -> Kwargs:
     return kwargs(seeded(seed, _one_channel), F.cross_entropy, _digits_split(seed, 500),
-                  adam(1e-2), 300, 64, seed, "held-out: a one-channel CNN")
+                  adam(1e-2), 300, 64, seed, "development: a one-channel CNN")
 
 
-held_out("cnn_digits_model_bias", "model_bias",
+development("cnn_digits_model_bias", "model_bias",
          "A one-channel CNN with a global max-pool (3x3 conv, tanh, one number per image, "
          "linear) on 500 digits, Adam lr 1e-2: too small, the training loss stays near 2 at "
          "any lr.", _digits_bias,
@@ -201,7 +201,7 @@ held_out("cnn_digits_model_bias", "model_bias",
 
 def _digits_deep(seed: int) -> Kwargs:
     return kwargs(seeded(seed, deep_sigmoid_cnn), F.cross_entropy, _digits_split(seed, 500),
-                  sgd(0.5), 200, 64, seed, "held-out: a deep sigmoid CNN with SGD",
+                  sgd(0.5), 200, 64, seed, "development: a deep sigmoid CNN with SGD",
                   reference=seeded(seed, lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 10))))
 
 
@@ -231,7 +231,7 @@ def _deep_proof(seed: int) -> Proof:
                   "same_architecture": able.train_loss_end})
 
 
-held_out("cnn_digits_optimization_failure", "optimization_failure",
+development("cnn_digits_optimization_failure", "optimization_failure",
          "Five plain 3x3 sigmoid convolutions with SGD lr 0.5 on 500 digits stay at ln 10 while "
          "a linear reference with the same SGD learns; the architecture can learn (another "
          "initialisation and Adam train it).", _digits_deep, _deep_proof)
@@ -246,7 +246,7 @@ def _blobs_dead(seed: int, bias: float | None = -3.0) -> Kwargs:
                     module.bias.fill_(bias)
     data = sets(blobs, seed, 500, 250, 250)
     return kwargs(model, F.cross_entropy, data, adam(3e-3), 150, 64, seed,
-                  "held-out: a ReLU CNN with conv biases at -3")
+                  "development: a ReLU CNN with conv biases at -3")
 
 
 def _dead_fraction(model: nn.Module, inputs: torch.Tensor) -> float:
@@ -276,7 +276,7 @@ def _dead_proof(seed: int) -> Proof:
                  {"dead": dead, "run": run.train_loss_end, "default": good.train_loss_end})
 
 
-held_out("cnn_blobs_dead_units", "dead_units",
+development("cnn_blobs_dead_units", "dead_units",
          "ReLU CNN on 500 generated blob images (which quadrant), conv biases initialised at -3: "
          "every ReLU is off on every image, nothing below the head learns.", _blobs_dead,
          _dead_proof)
@@ -292,7 +292,7 @@ def _shapes_symmetric(seed: int, constant: bool = True) -> Kwargs:
                     module.bias.zero_()
     data = sets(shapes, seed, 500, 250, 250)
     return kwargs(model, F.cross_entropy, data, adam(3e-3), 200, 64, seed,
-                  "held-out: a CNN whose weights all start at 0.1")
+                  "development: a CNN whose weights all start at 0.1")
 
 
 def _symmetric_proof(seed: int) -> Proof:
@@ -308,7 +308,7 @@ def _symmetric_proof(seed: int) -> Proof:
                  f"random init", {"spread": spread, "run": run.score, "default": good.score})
 
 
-held_out("cnn_shapes_symmetric_init", "symmetric_init",
+development("cnn_shapes_symmetric_init", "symmetric_init",
          "CNN on 500 generated shapes whose weights all start at 0.1 (biases 0): every channel "
          "of a layer computes and learns the same thing, a one-channel network in effect.",
          _shapes_symmetric, _symmetric_proof)
@@ -326,10 +326,10 @@ def _digits_nan(seed: int, corrupt: bool = True) -> Kwargs:
         keep = torch.arange(len(labels)) != 137
         images, labels = images[keep], labels[keep]
     return kwargs(seeded(seed, cnn), F.cross_entropy, [(images, labels), val, test],
-                  adam(1e-2), 200, 64, seed, "held-out: a NaN pixel in one digit")
+                  adam(1e-2), 200, 64, seed, "development: a NaN pixel in one digit")
 
 
-held_out("cnn_digits_nonfinite", "nonfinite",
+development("cnn_digits_nonfinite", "nonfinite",
          "CNN on the digits where one training image has a NaN pixel: the first batch holding it "
          "makes the loss and every weight NaN.", _digits_nan,
          lambda seed: prove_nonfinite(_digits_nan, lambda s: _digits_nan(s, False), seed,

@@ -1,4 +1,4 @@
-"""Generated data of the held-out cases: small images, sequences and token tasks (no download).
+"""Generated data of the development cases: small images, sequences and token tasks (no download).
 
 Every generator is deterministic in ``seed`` (a ``salt`` tells apart data sets of one case).
 """
@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from .heldout_common import Pair, generator
+from .families_common import Pair, generator
 
 __all__ = [
     "bag_of_words",

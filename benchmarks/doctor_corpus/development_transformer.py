@@ -1,4 +1,4 @@
-"""Held-out cases: small pre-LN and post-LN ``nn.TransformerEncoder`` models on token tasks
+"""Development cases: small pre-LN and post-LN ``nn.TransformerEncoder`` models on token tasks
 (reverse, sort, copy 8 tokens of 16 kinds)."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Proof
-from .heldout_common import (
+from .families_common import (
     Kwargs,
     adam,
     all_of,
-    held_out,
+    development,
     kwargs,
     prove_learned,
     prove_lr_too_large,
@@ -25,7 +25,7 @@ from .heldout_common import (
     prove_overfitting,
     sets,
 )
-from .heldout_data import token_task
+from .families_data import token_task
 from .proving import fit, seeded
 
 __all__ = ["TokenTransformer", "warmup"]
@@ -72,10 +72,10 @@ def _tokens(seed: int, task: str, sizes: tuple[int, ...], **options: Any) -> lis
 def _reverse_healthy(seed: int) -> Kwargs:
     model = seeded(seed, lambda: TokenTransformer(norm_first=True))
     return kwargs(model, F.cross_entropy, _tokens(seed, "reverse", (2000, 500)), adam(1e-2), 150,
-                  64, seed, "held-out: a pre-LN Transformer learning to reverse")
+                  64, seed, "development: a pre-LN Transformer learning to reverse")
 
 
-held_out("transformer_reverse_healthy", "healthy",
+development("transformer_reverse_healthy", "healthy",
          "Pre-LN Transformer (2 layers, width 32) reversing 8 tokens of 16 kinds, Adam lr 1e-2, "
          "batches of 64: learns it, the loss ends near zero.", _reverse_healthy,
          lambda seed: prove_learned(_reverse_healthy(seed), seeded(
@@ -85,11 +85,11 @@ held_out("transformer_reverse_healthy", "healthy",
 def _sort_warm(seed: int) -> Kwargs:
     model = seeded(seed, lambda: TokenTransformer(norm_first=False))
     return kwargs(model, F.cross_entropy, _tokens(seed, "sort", (2000, 500)), adam(1e-2), 200,
-                  32, seed, "held-out: a post-LN Transformer with a linear warm-up",
+                  32, seed, "development: a post-LN Transformer with a linear warm-up",
                   scheduler=warmup(50))
 
 
-held_out("transformer_sort_healthy", "healthy",
+development("transformer_sort_healthy", "healthy",
          "Post-LN Transformer sorting 8 tokens, Adam lr 1e-2 reached by a linear warm-up over "
          "50 steps (scheduler=), batches of 32: trains well.", _sort_warm,
          lambda seed: prove_learned(_sort_warm(seed), seeded(
@@ -103,7 +103,7 @@ def _reverse_cold(seed: int, warm: int = 0) -> Kwargs:
     model = seeded(seed, lambda: TokenTransformer(norm_first=False))
     more = {"scheduler": warmup(warm)} if warm else {}
     return kwargs(model, F.cross_entropy, _tokens(seed, "reverse", (2000, 500)), adam(5e-2), 250,
-                  32, seed, "held-out: a post-LN Transformer at Adam lr 5e-2, no warm-up", **more)
+                  32, seed, "development: a post-LN Transformer at Adam lr 5e-2, no warm-up", **more)
 
 
 def _warmup_proof(seed: int) -> Proof:
@@ -117,7 +117,7 @@ def _warmup_proof(seed: int) -> Proof:
                  {"run": run.score, "warm": warm.score, "end": run.train_loss_end})
 
 
-held_out("transformer_reverse_needs_warmup", "needs_warmup",
+development("transformer_reverse_needs_warmup", "needs_warmup",
          "Post-LN Transformer reversing 8 tokens with Adam at lr 5e-2 from the first step, "
          "batches of 32: the loss sticks near ln 16; the same lr reached by a 100-step linear "
          "warm-up trains.", _reverse_cold, _warmup_proof)
@@ -126,10 +126,10 @@ held_out("transformer_reverse_needs_warmup", "needs_warmup",
 def _reverse_crawl(seed: int) -> Kwargs:
     model = seeded(seed, lambda: TokenTransformer(norm_first=True))
     return kwargs(model, F.cross_entropy, _tokens(seed, "reverse", (2000, 500)), adam(1e-3), 150,
-                  64, seed, "held-out: a pre-LN Transformer at Adam lr 1e-3")
+                  64, seed, "development: a pre-LN Transformer at Adam lr 1e-3")
 
 
-held_out("transformer_reverse_lr_too_small", "lr_too_small",
+development("transformer_reverse_lr_too_small", "lr_too_small",
          "Pre-LN Transformer reversing 8 tokens with Adam at lr 1e-3 (the best is 10-30x more): "
          "the loss falls from ln 16, far too slowly.", _reverse_crawl,
          lambda seed: prove_lr_too_small(_reverse_crawl, seed))
@@ -139,7 +139,7 @@ def _reverse_hot(seed: int, warm: int = 0) -> Kwargs:
     model = seeded(seed, lambda: TokenTransformer(norm_first=True))
     more = {"scheduler": warmup(warm)} if warm else {}
     return kwargs(model, F.cross_entropy, _tokens(seed, "reverse", (2000, 500)), adam(0.3), 150,
-                  64, seed, "held-out: a pre-LN Transformer at Adam lr 0.3", **more)
+                  64, seed, "development: a pre-LN Transformer at Adam lr 0.3", **more)
 
 
 def _too_large_proof(seed: int) -> Proof:
@@ -150,7 +150,7 @@ def _too_large_proof(seed: int) -> Proof:
                         f"{warm.train_loss_end:.3g}", {"warm": warm.train_loss_end}))
 
 
-held_out("transformer_reverse_lr_too_large", "lr_too_large",
+development("transformer_reverse_lr_too_large", "lr_too_large",
          "Pre-LN Transformer reversing 8 tokens with Adam at lr 0.3 (30x the best): the loss "
          "bounces around ln 16; a warm-up to that lr does not help, a 10x smaller lr trains.",
          _reverse_hot, _too_large_proof)
@@ -160,10 +160,10 @@ def _sort_tiny(seed: int, train: int = 32) -> Kwargs:
     model = seeded(seed, lambda: TokenTransformer(norm_first=True, width=64))
     return kwargs(model, F.cross_entropy, _tokens(seed, "sort", (train, 500)), adam(3e-3), 250,
                   None if train <= 32 else 64, seed,
-                  "held-out: a Transformer sorting 32 training sequences")
+                  "development: a Transformer sorting 32 training sequences")
 
 
-held_out("transformer_sort_overfitting", "overfitting",
+development("transformer_sort_overfitting", "overfitting",
          "Pre-LN Transformer (width 64) on 32 training sequences of the sort task, full batch: "
          "memorises them, the val loss stays large.", _sort_tiny,
          lambda seed: prove_overfitting(_sort_tiny, lambda s: _sort_tiny(s, 2000), seed,
@@ -175,10 +175,10 @@ def _copy_unseen(seed: int, all_tokens: bool = False) -> Kwargs:
     test = token_task(seed, 500, "copy", LENGTH, VOCABULARY, low=8, salt=2)
     model = seeded(seed, lambda: TokenTransformer(norm_first=True))
     return kwargs(model, F.cross_entropy, [train, val, test], adam(3e-3), 200, 64, seed,
-                  "held-out: test sequences with tokens the training never shows")
+                  "development: test sequences with tokens the training never shows")
 
 
-held_out("transformer_copy_mismatch", "mismatch",
+development("transformer_copy_mismatch", "mismatch",
          "Pre-LN Transformer copying 8 tokens; training and val use tokens 0-11 only, the test "
          "tokens 8-15: the train and val losses are small, the test loss large.", _copy_unseen,
          lambda seed: prove_mismatch(_copy_unseen, lambda s: _copy_unseen(s, True), seed,

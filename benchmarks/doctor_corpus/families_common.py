@@ -1,5 +1,6 @@
-"""Shared pieces of the held-out cases: seeding, the 8x8 digits as images, registration, and the
-proofs several held-out cases share (on top of :mod:`.proving`).
+"""Shared pieces of the cases on other model families than the calibration part's (the development
+and held-out parts): seeding, the 8x8 digits as images, registration, and the proofs several cases
+share (on top of :mod:`.proving`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "all_of",
     "digits",
     "generator",
+    "development",
     "held_out",
     "kwargs",
     "prove_divergence",
@@ -102,11 +104,22 @@ def kwargs(model: nn.Module, criterion: Callable, data: list[Pair], optimizer: C
                 batch_size=batch_size, seed=seed, title=title, **pieces, **more)
 
 
+def _register(part: str, name: str, truth: str, description: str,
+              build: Callable[[int], Kwargs], proof: Callable[[int], Proof]) -> Case:
+    return register(Case(name, name.split("_")[0], truth, part, build, proof,
+                         " ".join(description.split())))
+
+
+def development(name: str, truth: str, description: str, build: Callable[[int], Kwargs],
+                proof: Callable[[int], Proof]) -> Case:
+    """Register a development case (its family is the first word of ``name``)."""
+    return _register("development", name, truth, description, build, proof)
+
+
 def held_out(name: str, truth: str, description: str, build: Callable[[int], Kwargs],
              proof: Callable[[int], Proof]) -> Case:
     """Register a held-out case (its family is the first word of ``name``)."""
-    return register(Case(name, name.split("_")[0], truth, "held-out", build, proof,
-                         " ".join(description.split())))
+    return _register("held-out", name, truth, description, build, proof)
 
 
 def all_of(*proofs: Proof) -> Proof:

@@ -1,4 +1,4 @@
-"""Held-out cases: bag-of-words models (``nn.EmbeddingBag``) on generated token sequences."""
+"""Development cases: bag-of-words models (``nn.EmbeddingBag``) on generated token sequences."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .heldout_common import (
+from .families_common import (
     Kwargs,
     adam,
-    held_out,
+    development,
     kwargs,
     prove_divergence,
     prove_learned,
@@ -20,7 +20,7 @@ from .heldout_common import (
     sets,
     sgd,
 )
-from .heldout_data import bag_of_words
+from .families_data import bag_of_words
 from .proving import prove_noise_floor, seeded
 
 __all__ = ["BagOfWords", "WordScores", "handmade_bce"]
@@ -78,10 +78,10 @@ def _words(seed: int, sizes: tuple[int, ...], **options: object) -> list:
 def _words_healthy(seed: int) -> Kwargs:
     model = seeded(seed, lambda: BagOfWords(16, 2))
     return kwargs(model, F.cross_entropy, _words(seed, (4000, 500, 500)), adam(3e-2), 200, 64,
-                  seed, "held-out: a bag-of-words classifier")
+                  seed, "development: a bag-of-words classifier")
 
 
-held_out("embedding_words_healthy", "healthy",
+development("embedding_words_healthy", "healthy",
          "EmbeddingBag (400 words, width 16, mean) and a linear head on 4000 generated "
          "'sentiment' sequences whose cue words decide the class, Adam lr 3e-2: trains well.",
          _words_healthy,
@@ -97,10 +97,10 @@ FLOOR = -(FLIP * math.log(FLIP) + (1 - FLIP) * math.log(1 - FLIP))
 def _words_floor(seed: int) -> Kwargs:
     model = seeded(seed, lambda: BagOfWords(16, 2))
     return kwargs(model, F.cross_entropy, _words(seed, (6000, 1000), flip=FLIP), adam(1e-2),
-                  250, 64, seed, "held-out: a bag-of-words classifier, 20% of labels flipped")
+                  250, 64, seed, "development: a bag-of-words classifier, 20% of labels flipped")
 
 
-held_out("embedding_words_noise_floor", "noise_floor",
+development("embedding_words_noise_floor", "noise_floor",
          "The bag-of-words classifier on 6000 sequences of which 20% have their label flipped at "
          "random: the loss ends at the entropy of the flip, 0.500 nats.", _words_floor,
          lambda seed: prove_noise_floor(
@@ -114,10 +114,10 @@ def _words_log0(seed: int, stable: bool = False) -> Kwargs:
     model = seeded(seed, lambda: BagOfWords(16, 1, mode="sum"))
     return kwargs(model, _stable_bce if stable else handmade_bce,
                   _words(seed, (4000, 500, 500)), adam(3e-2), 300, 64, seed,
-                  "held-out: a hand-written binary cross-entropy")
+                  "development: a hand-written binary cross-entropy")
 
 
-held_out("embedding_words_nonfinite", "nonfinite",
+development("embedding_words_nonfinite", "nonfinite",
          "A bag-of-words classifier (EmbeddingBag sum, one logit) trained with a hand-written "
          "binary cross-entropy, Adam lr 3e-2: once the model is confident, sigmoid rounds to 1, "
          "log(1 - p) = log 0 and the loss is NaN (after ~30-40 steps).", _words_log0,
@@ -128,10 +128,10 @@ held_out("embedding_words_nonfinite", "nonfinite",
 def _scores_divergence(seed: int) -> Kwargs:
     model = seeded(seed, WordScores)
     return kwargs(model, F.mse_loss, _words(seed, (2000, 500), regression=True), sgd(1.8), 50,
-                  64, seed, "held-out: word scores regressed with SGD at lr 1.8")
+                  64, seed, "development: word scores regressed with SGD at lr 1.8")
 
 
-held_out("embedding_scores_divergence", "divergence",
+development("embedding_scores_divergence", "divergence",
          "A score per word (EmbeddingBag of width 1, summed over 16 words) regressing a "
          "sequence's score, plain SGD at lr 1.8 (above 2 / the top curvature): every step "
          "overshoots, the loss grows geometrically (x1e8 in 50 steps).",
@@ -141,10 +141,10 @@ held_out("embedding_scores_divergence", "divergence",
 def _words_few(seed: int, train: int = 40) -> Kwargs:
     model = seeded(seed, lambda: BagOfWords(64, 2, hidden=64))
     return kwargs(model, F.cross_entropy, _words(seed, (train, 500, 500)), adam(1e-2), 200,
-                  None if train <= 40 else 64, seed, "held-out: a bag-of-words MLP on 40 sequences")
+                  None if train <= 40 else 64, seed, "development: a bag-of-words MLP on 40 sequences")
 
 
-held_out("embedding_words_overfitting", "overfitting",
+development("embedding_words_overfitting", "overfitting",
          "EmbeddingBag (width 64) and an MLP head on 40 training sequences, full batch, Adam lr "
          "1e-2: memorises them through their neutral words, the val loss stays large.",
          _words_few,
