@@ -194,3 +194,21 @@ def test_monitor_figure_shows_the_schedule_when_the_learning_rate_changes() -> N
     axes = [a for a in monitor_figure(history).axes if a.get_label() != "<colorbar>"]
     assert len(axes) == 3 and axes[-1].get_ylabel() == "learning rate"
     assert list(axes[-1].lines[0].get_ydata()) == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])
+
+
+def test_monitor_figure_draws_a_history_with_infinite_ratios() -> None:
+    import copy
+
+    import torch
+
+    from unstuck.plots import monitor_figure
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    history = copy.deepcopy(_monitored_history(model, torch.optim.SGD(model.parameters(), lr=0.1)))
+    name = next(iter(history[0]["layers"]))
+    history[1]["layers"][name]["update_ratio"] = float("inf")  # an overflowed step
+    history[2]["grad_norm"] = float("inf")
+    figure = monitor_figure(history)  # inf once broke the colour scale (LogNorm(vmax=inf))
+    heat = [a for a in figure.axes if a.get_ylabel() == "parameter tensor"][0]
+    assert heat.collections[0].norm.vmax < float("inf")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,5 +27,6 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def positive(value: float | None) -> float:
-    """``value`` for a log axis: NaN (not drawn) where it is missing or not positive."""
-    return value if value is not None and value > 0 else float("nan")
+    """``value`` for a log axis: NaN (not drawn) where it is missing, not positive or infinite
+    (an overflowed statistic has no place on an axis, and ``inf`` breaks a colour scale)."""
+    return value if value is not None and 0 < value < math.inf else float("nan")
