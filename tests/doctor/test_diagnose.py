@@ -139,6 +139,52 @@ def test_exploding_gradients_dropped_when_lr_too_large_fires():
     assert small_steps.codes == ["exploding_gradients"]  # and model_bias, the symptom, dropped
 
 
+def _spiky(first: float = 1.0, end: float = 0.2) -> tuple[list[float], list[dict]]:
+    """A run that falls from ``first`` to ``end`` in 10 steps, stays there, with one gradient
+    spike at step 20."""
+    losses = [first + (end - first) * min(i, 10) / 10 for i in range(30)]
+    grads = [1.0] * 30
+    grads[20] = 50.0
+    return losses, [record(i, grads[i], 1e-3, losses[i]) for i in range(30)]
+
+
+def _checked(score: float, losses: list[float], history: list[dict],
+             val: list[float] | None = None):
+    check = RunOutcome("clip at 2", score, None, not math.isfinite(score), 30)
+    return diagnose(losses, val, monitor=history, optimizer_family="none",
+                    evidence=Evidence(fix_checks={"exploding_gradients": check}))
+
+
+def test_a_spike_whose_fix_does_not_help_is_not_reported():
+    losses, history = _spiky()
+    end = losses[-1]
+    harmless = _checked(end * 0.95, losses, history)  # 5% better: below FIX_CHECK_MARGIN
+    assert harmless.codes == ["healthy"]
+    assert any("not reported (exploding_gradients)" in n and "clip at 2" in n
+               for n in harmless.notes)
+    assert _checked(math.inf, losses, history).codes == ["healthy"]  # the fix diverged
+    confirmed = _checked(end * 0.8, losses, history)
+    assert confirmed.codes == ["exploding_gradients"]
+    assert confirmed.top.evidence["fix_check"]["fix"] == "clip at 2"
+    assert "does better" in confirmed.top.message
+    # no check ran (diagnose on curves alone): the rule decides alone
+    unchecked = diagnose(losses, monitor=history, optimizer_family="none")
+    assert unchecked.codes == ["exploding_gradients"]
+
+
+def test_a_fix_check_needs_an_absolute_difference_too():
+    losses, history = _spiky(end=0.002)  # converged near zero: 0.002 vs 0.001 is no difference
+    assert _checked(0.001, losses, history).codes == ["healthy"]
+
+
+def test_a_run_that_diverged_keeps_its_verdict_whatever_the_fix_did():
+    losses, history = _spiky()
+    kept = _checked(math.inf, losses, history, val=[0.9, math.nan])  # it broke on held-out data
+    assert "exploding_gradients" in kept.codes
+    verdict = next(v for v in kept.verdicts if v.code == "exploding_gradients")
+    assert "did too" in verdict.message
+
+
 def test_model_bias_dropped_when_a_training_failure_fires():
     assert diagnose(PLATEAU).codes == ["model_bias"]
     stuck = Evidence(degenerate_start=ZERO, degenerate_end=ZERO)

@@ -65,6 +65,18 @@ def test_optimization_failure_confidence_follows_representability():
     assert F.optimization_failure(mine, ref, 1.0, representable=False) is None
 
 
+def test_optimization_failure_needs_the_reference_to_generalise_better_too():
+    mine, ref = decay(1.0, 0.7), decay(1.0, 0.3)
+    val = [0.72]
+    # the reference fits the training set better but its validation loss is no better: memorised
+    assert F.optimization_failure(mine, ref, 1.0, val=val, reference_val=0.72) is None
+    assert F.optimization_failure(mine, ref, 1.0, val=val, reference_val=0.66) is None  # < 10%
+    assert F.optimization_failure(mine, ref, 1.0, val=val, reference_val=0.4) is not None
+    # without either validation loss, the training losses decide
+    assert F.optimization_failure(mine, ref, 1.0, val=None, reference_val=0.72) is not None
+    assert F.optimization_failure(mine, ref, 1.0, val=val, reference_val=None) is not None
+
+
 # ----------------------------------------------------------------------------- model bias
 def test_model_bias_needs_large_plateau_and_no_better_reference():
     v = F.model_bias(FLAT, 1.0)

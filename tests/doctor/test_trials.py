@@ -131,7 +131,7 @@ def test_every_mechanical_fix_runs():
     r = recipe(model=model, steps=3)
     own = RunOutcome("this run", 1.0, None, False, 3)
     for code in FIXES:
-        trials = try_fixes(r, code, {"p90_grad_norm": 2.0}, own)
+        trials = try_fixes(r, code, {"clip_grad_norm": 2.0}, own)
         assert trials and all("failed" not in t["fix"] for t in trials), code
         assert all(not t["diverged"] for t in trials), code
 

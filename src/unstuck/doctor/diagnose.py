@@ -26,9 +26,9 @@ from unstuck.doctor import loss_rules as L
 from unstuck.doctor import lr_rules as R
 from unstuck.doctor import step_rules as S
 from unstuck.doctor import structure_rules as U
-from unstuck.doctor.curves import as_curve, finite, records
-from unstuck.doctor.evidence import Evidence
-from unstuck.doctor.thresholds import MIN_TREND_POINTS, MIN_WINDOW
+from unstuck.doctor.curves import as_curve, finite, median, records, window
+from unstuck.doctor.evidence import Evidence, RunOutcome
+from unstuck.doctor.thresholds import FIX_CHECK_MARGIN, MIN_TREND_POINTS, MIN_WINDOW
 from unstuck.doctor.verdicts import CODES, TITLES, Diagnosis, Verdict
 
 __all__ = ["EXPLAINED_BY", "critical_dict", "diagnose"]
@@ -77,6 +77,38 @@ def critical_dict(critical_point: Any) -> dict[str, Any] | None:
     if "verdict" not in out:
         raise ValueError(f"critical_point must have a 'verdict', got keys {sorted(out)}")
     return out
+
+
+def _fix_checked(verdict: Verdict, check: RunOutcome | None, own: float, start: float,
+                 notes: list[str]) -> Verdict | None:
+    """``verdict`` after its fix check: as it is when no check ran; None (with a note) when the
+    run ended well (``own``, its score, finite: it did not diverge) and the fix did no better,
+    so that what the rule saw did the run no harm; else with the check in its evidence.
+
+    The fix does better when its score is below ``own`` by ``FIX_CHECK_MARGIN`` of it and by 1%
+    of ``start``, the typical loss at the start (the median of the first window: a first batch
+    with an outlier does not set the scale). A run that diverged keeps its verdict whatever the
+    fix did: the harm is done, and the fix alone may not undo it."""
+    if check is None:
+        return verdict
+    facts = {"fix": check.label, "score_with_fix": check.score, "score_without": own}
+    versus = f"{L.g(check.score)} against {L.g(own)}"
+    if not math.isfinite(own):
+        did = "did too" if not math.isfinite(check.score) else f"ended at {L.g(check.score)}"
+        return dataclasses.replace(
+            verdict, evidence={**verdict.evidence, "fix_check": facts},
+            message=f"{verdict.message.rstrip('.')}; the run ended above twice its first loss, "
+                    f"and a run with {check.label} {did}.")
+    if check.score <= own * (1 - FIX_CHECK_MARGIN) and own - check.score >= 0.01 * start:
+        return dataclasses.replace(
+            verdict, evidence={**verdict.evidence, "fix_check": facts},
+            message=f"{verdict.message.rstrip('.')}; a run with {check.label} does better "
+                    f"({versus}).")
+    notes.append(
+        f"not reported ({verdict.code}): {verdict.message.rstrip('.')}, but a run with "
+        f"{check.label} did no better ({versus}): the run took no harm from it"
+    )
+    return None
 
 
 def _baseline(train: list[float], baseline: float | None, notes: list[str]) -> float:
@@ -238,7 +270,9 @@ def diagnose(
             R.lr_too_large(train, scale, ratio, val=val, evidence=evidence),
             F.optimization_failure(train, reference, scale,
                                    representable=ev.reference_representable,
-                                   kind=ev.reference_kind),
+                                   kind=ev.reference_kind, val=val,
+                                   reference_val=ev.reference.val_loss_end
+                                   if ev.reference else None),
             F.model_bias(train, scale, reference, critical, val=val, capacity=ev.capacity),
             F.noise_floor(train, val, scale, ev.capacity),
             R.lr_too_small(train, scale, ratio, val=val, family=family, evidence=evidence),
@@ -256,7 +290,13 @@ def diagnose(
             S.needs_warmup(history, family),
             S.layer_ratio_spread(history, facts["weights"]),
         ]
-    verdicts = [v for v in found if v is not None]
+    own = RunOutcome.of("this run", train, val[-1] if val else None).score
+    head = finite(train)
+    start = median(head[: window(len(head), 0.1)]) if head else scale
+    verdicts = [
+        checked for v in found if v is not None
+        and (checked := _fix_checked(v, ev.fix_checks.get(v.code), own, start, notes)) is not None
+    ]
     fired = {v.code for v in verdicts}
     explained = dict(EXPLAINED_BY)
     if any(v.code == "dead_units" and "share_at_start" in v.evidence for v in verdicts):

@@ -16,6 +16,10 @@ A verdict is not a threshold alone: before it blames the learning rate, the mode
 - ``dead_units`` / ``dead_units_start``: per ReLU module, the share of units that never activate
   on the training data after training / in the model as initialised
   (:func:`unstuck.diagnose.dead_units`).
+- ``fix_checks``: for a step-level verdict whose fix is one change to the run (exploding
+  gradients: clipping; a missing warm-up: a warm-up), that run (verdict code -> outcome). A
+  gradient spike that clipping does not improve on, an early rise that a warm-up does not avoid,
+  did the run no harm: the verdict is not given.
 
 Every field is optional: a rule whose check did not run says so in the verdict (lower confidence,
 a note) instead of guessing.
@@ -29,7 +33,7 @@ from typing import Any
 
 from unstuck.doctor.curves import finite, tail
 
-__all__ = ["Evidence", "RunOutcome"]
+__all__ = ["Evidence", "RunOutcome", "beats"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,19 @@ class RunOutcome:
         }
 
 
+def beats(candidate: RunOutcome, own: float, baseline: float, margin: float) -> bool:
+    """``candidate`` does better than the run whose own score is ``own``: its score is lower by
+    ``margin`` of the run's own fall from the loss scale ``baseline`` (``baseline - own``), and
+    by at least 1% of ``baseline`` (a slow run that fell 0.006 is beaten by a change that fell
+    0.03, a converged run that fell 0.6 is not beaten by one 0.002 lower). A candidate that
+    diverged never beats; any finite one beats a run whose own score is not finite."""
+    if not math.isfinite(candidate.score):
+        return False
+    if not math.isfinite(own):
+        return True
+    return candidate.score < own - max(margin * (baseline - own), 0.01 * baseline)
+
+
 @dataclass
 class Evidence:
     """The checks :func:`~unstuck.doctor.examine` ran (see the module docstring)."""
@@ -99,29 +116,20 @@ class Evidence:
     degenerate_end: list[dict[str, Any]] | None = None
     dead_units: dict[str, dict[str, Any]] | None = None
     dead_units_start: dict[str, dict[str, Any]] | None = None
+    fix_checks: dict[str, RunOutcome] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def lr_probe_verdict(self, direction: str, own: float, baseline: float,
                          margin: float) -> RunOutcome | None:
-        """The best probe on the ``"higher"`` (or ``"lower"``) side of the run's lr that beats
-        ``own`` (the run's own score), or None when none does (or none ran).
-
-        A probe beats the run when its score is lower by ``margin`` of the run's own fall from
-        the loss scale ``baseline`` (``baseline - own``), and by at least 1% of ``baseline``: a
-        slow run that fell 0.006 is beaten by a probe that fell 0.03, a converged run that fell
-        0.6 is not beaten by a probe 0.002 lower."""
+        """The best probe on the ``"higher"`` (or ``"lower"``) side of the run's lr that
+        :func:`beats` ``own`` (the run's own score), or None when none does (or none ran)."""
         side = [
             p for s, p in self.lr_probes.items() if (s > 1 if direction == "higher" else s < 1)
         ]
         if not side:
             return None
         best = min(side, key=lambda p: p.score)
-        if not math.isfinite(best.score):
-            return None
-        if not math.isfinite(own):
-            return best
-        needed = max(margin * (baseline - own), 0.01 * baseline)
-        return best if best.score < own - needed else None
+        return best if beats(best, own, baseline, margin) else None
 
     def probed(self, direction: str) -> bool:
         """True when an lr probe on that side (``"higher"``/``"lower"``) ran."""
@@ -139,4 +147,5 @@ class Evidence:
             "degenerate_end": self.degenerate_end,
             "dead_units": self.dead_units,
             "dead_units_start": self.dead_units_start,
+            "fix_checks": {code: p.to_dict() for code, p in self.fix_checks.items()},
         }

@@ -34,7 +34,7 @@ from unstuck.doctor.loss_rules import (
     still_falling,
 )
 from unstuck.doctor.references import capacity_reference, reference_model, shallow_reference
-from unstuck.doctor.trials import Change, Recipe, batches, is_pair
+from unstuck.doctor.trials import CHECKED_BY_FIX, FIXES, Change, Recipe, batches, is_pair
 from unstuck.doctor.trials import try_fixes as run_fixes
 from unstuck.doctor.verdicts import BENIGN, Diagnosis
 
@@ -192,7 +192,10 @@ def examine(
        stopped high, a simpler reference (``reference``: ``"auto"`` builds one for any model,
        :mod:`unstuck.doctor.references`; a module is used as given; None skips it) and a bigger
        model; when the loss fell steadily but slowly, runs at 3x and 10x the learning rate; when
-       it made no progress, runs at 0.1x and 0.3x; always the symmetric and dead units (cheap);
+       it made no progress, runs at 0.1x and 0.3x; when the steps show gradient spikes or an
+       early rise of the loss, the same run clipped or warmed up (the verdict stands only if that
+       does better: :data:`~unstuck.doctor.trials.CHECKED_BY_FIX`); always the symmetric and
+       dead units (cheap);
     4. at a plateau, probes the Hessian at the final point (``probe_hessian``) within
        ``probe_budget`` seconds (default: the training's own time, at least 2 s), attention run
        with the math SDPA backend; a probe that cannot run is a note, never an error;
@@ -278,6 +281,10 @@ def examine(
                                  val, notes)
         first = run_diagnosis(evidence, ref_losses=ref_losses)
         _lr_probes(evidence, recipe, first.codes, values, scale)
+        for verdict in first.verdicts:
+            if verdict.code in CHECKED_BY_FIX:
+                change = FIXES[verdict.code](recipe, verdict.evidence)[0]
+                evidence.fix_checks[verdict.code] = recipe.run(change)
 
     critical = density = None
     stuck = (

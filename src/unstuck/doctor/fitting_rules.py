@@ -61,7 +61,12 @@ def capacity_does_better(
     ``REFERENCE_GAP`` of the scale)."""
     if capacity is None or not math.isfinite(capacity.score):
         return False
-    mine, theirs = run_score(train, val), capacity.score
+    return _lower(capacity.score, run_score(train, val), baseline)
+
+
+def _lower(theirs: float, mine: float, baseline: float) -> bool:
+    """``theirs`` is below ``mine`` by ``REFERENCE_MARGIN`` (relative) and ``REFERENCE_GAP`` of
+    the scale (absolute): the margins every "another model does better" comparison uses."""
     return theirs <= mine * (1 - T.REFERENCE_MARGIN) and mine - theirs >= T.REFERENCE_GAP * baseline
 
 
@@ -79,18 +84,29 @@ def optimization_failure(
     *,
     representable: bool | None = None,
     kind: str | None = None,
+    val: Curve | None = None,
+    reference_val: float | None = None,
 ) -> Verdict | None:
     """A simpler reference model reaches a lower training loss (guide step 1).
 
     Fires when the reference's final loss is lower by ``REFERENCE_MARGIN`` (relative) and
     ``REFERENCE_GAP`` (fraction of the scale), and the reference's function is representable by
-    the model. ``representable``: True when the model provably contains the reference's function
+    the model. When both runs have a validation loss (``val``, ``reference_val``), the
+    reference's must be lower by the same margins too: a reference that fits the training set
+    better but generalises no better has memorised it (a linear model on a one-hot input can),
+    and a model that fitted more of the training set would do no better on new data, so there
+    is no optimisation failure worth fixing.
+
+    ``representable``: True when the model provably contains the reference's function
     (high confidence), None when that is not known (a reference passed by the user, a linear
     model on the flattened input of a CNN: medium confidence), False when it is known not to
     (never fires: a 2-unit bottleneck cannot represent a 10-output linear map; losing to it is
     model bias, not an optimisation failure).
     """
     if representable is False or not reference_does_better(train, reference, baseline):
+        return None
+    held = finite(val or [])
+    if held and reference_val is not None and not _lower(reference_val, held[-1], baseline):
         return None
     mine, theirs = tail(finite(train)), tail(finite(reference or []))
     evidence = {

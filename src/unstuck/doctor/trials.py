@@ -29,8 +29,8 @@ from torch.optim import Optimizer
 
 from unstuck.doctor.evidence import RunOutcome
 
-__all__ = ["FIXES", "Change", "Recipe", "TrainResult", "batches", "evaluate", "is_pair",
-           "try_fixes"]
+__all__ = ["CHECKED_BY_FIX", "FIXES", "Change", "Recipe", "TrainResult", "batches", "evaluate",
+           "is_pair", "try_fixes"]
 
 NONFINITE_STOP = 3
 """Training stops after this many consecutive non-finite losses (nothing more to learn)."""
@@ -287,8 +287,8 @@ FIXES: dict[str, Callable[[Recipe, dict[str, Any]], list[Change]]] = {
     "oscillation": lambda r, e: [Change("lr x0.3", 0.3), Change("lr x0.1", 0.1)],
     "lr_too_small": lambda r, e: [Change("lr x3", 3.0), Change("lr x10", 10.0)],
     "exploding_gradients": lambda r, e: [
-        Change(f"clip at {e.get('p90_grad_norm', 1.0):.3g}",
-               clip=float(e.get("p90_grad_norm", 1.0)))],
+        Change(f"clip at {e.get('clip_grad_norm', 1.0):.3g}",
+               clip=float(e.get("clip_grad_norm", 1.0)))],
     "needs_warmup": lambda r, e: [
         Change("linear warm-up over a fifth of the steps", wrap_scheduler=_warmup(r.steps)),
         Change("RAdam", optimizer=_radam(r.fresh()[1])), Change("lr x0.1", 0.1)],
@@ -299,6 +299,12 @@ FIXES: dict[str, Callable[[Recipe, dict[str, Any]], list[Change]]] = {
     "adagrad_blowup": lambda r, e: [Change("clip at 1", clip=1.0), Change("lr x0.1", 0.1)],
 }
 """Each verdict's fixes that can be applied mechanically (the rest stay advice)."""
+
+CHECKED_BY_FIX = ("exploding_gradients", "needs_warmup")
+"""Verdicts read off the steps whose first fix :func:`~unstuck.doctor.examine` runs before it
+gives them (``Evidence.fix_checks``): a gradient spike or an early rise of the loss is a verdict
+only when the fix (clipping, a warm-up) measurably does better; a noisy small-batch run has
+spikes that do it no harm."""
 
 
 def try_fixes(recipe: Recipe, code: str, evidence: dict[str, Any],
