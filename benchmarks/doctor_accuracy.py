@@ -3,10 +3,10 @@ corpus (``benchmarks/doctor_corpus``: small real trainings with a known truth) a
 
 Per part (``calibration``: thresholds may be chosen on it; ``development``: other model families,
 seen while the rules were built; ``held-out``: other model families, built apart and only
-measured; see ``doctor_corpus/base.py``) it prints the confusion table truth x top verdict, the top-verdict accuracy on
-failing runs, the false-alarm rate on healthy runs (truth benign, top verdict not), the accuracy
-per model family, the calibration of the confidences, the seconds per examine and the wrong
-runs. A run that raises is recorded with the top verdict ``CRASH``, not fatal.
+measured; see ``doctor_corpus/base.py``) it prints the confusion table truth x top verdict, the
+top-verdict accuracy on failing runs, the false-alarm rate on healthy runs (truth benign, top
+verdict not), the accuracy per model family, the calibration of the confidences, the seconds per
+examine and the wrong runs. A run that raises is recorded with the top verdict ``CRASH``, not fatal.
 
 Usage::
 

@@ -12,9 +12,9 @@ from .base import Proof
 from .families_common import (
     Kwargs,
     adam,
+    development,
     digits,
     generator,
-    development,
     kwargs,
     prove_exploding,
     prove_learned,

@@ -141,7 +141,8 @@ development("embedding_scores_divergence", "divergence",
 def _words_few(seed: int, train: int = 40) -> Kwargs:
     model = seeded(seed, lambda: BagOfWords(64, 2, hidden=64))
     return kwargs(model, F.cross_entropy, _words(seed, (train, 500, 500)), adam(1e-2), 200,
-                  None if train <= 40 else 64, seed, "development: a bag-of-words MLP on 40 sequences")
+                  None if train <= 40 else 64, seed,
+                  "development: a bag-of-words MLP on 40 sequences")
 
 
 development("embedding_words_overfitting", "overfitting",

@@ -103,7 +103,8 @@ def _reverse_cold(seed: int, warm: int = 0) -> Kwargs:
     model = seeded(seed, lambda: TokenTransformer(norm_first=False))
     more = {"scheduler": warmup(warm)} if warm else {}
     return kwargs(model, F.cross_entropy, _tokens(seed, "reverse", (2000, 500)), adam(5e-2), 250,
-                  32, seed, "development: a post-LN Transformer at Adam lr 5e-2, no warm-up", **more)
+                  32, seed, "development: a post-LN Transformer at Adam lr 5e-2, no warm-up",
+                  **more)
 
 
 def _warmup_proof(seed: int) -> Proof:
