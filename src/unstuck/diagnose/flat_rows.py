@@ -17,6 +17,13 @@ Reductions per tensor ("segment" = the slice ``[start, stop)`` of a row that hol
   ``torch._foreach_norm`` per row);
 - :func:`segment_dots`: dot products of two buffers' segments;
 - :func:`segment_reduce`: sums, largest or smallest values.
+
+A layout of :data:`LARGE_LAYOUT` elements or more (a model of a million parameters) holds few
+rows; there each segment of each row is reduced on its own: ``torch.dot`` for the dot products
+(one pass over memory, no buffer of products) and one largest / smallest value per tensor
+(``torch.segment_reduce`` is several times slower on the CPU). Which path a layout takes depends
+only on its size, never on the number of rows, so the records do not depend on when they are
+reduced.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "LARGE_LAYOUT",
     "ROW_BUDGET_BYTES",
     "Layout",
     "RowBuffers",
@@ -43,8 +51,11 @@ __all__ = [
 ROW_BUDGET_BYTES = 64 * 2**20
 """Memory the row buffers of one layout may take (all buffers together), in bytes."""
 
-MAX_ROWS = 64
+MAX_ROWS = 128
 """At most this many observes are buffered before they are reduced."""
+
+LARGE_LAYOUT = 2**20
+"""Layouts of at least this many elements reduce each segment of each row on its own."""
 
 
 def capacity(numel: int, element_size: int, buffers: int) -> int:
@@ -75,6 +86,7 @@ class Layout:
         self.numel = starts[-1]
         self.device, self.dtype = device, dtype
         self.lengths = torch.tensor(self.sizes, dtype=torch.int64, device=device)
+        self.large = self.numel >= LARGE_LAYOUT
         self.all_present = (True,) * len(self.sizes)
         """What :meth:`copy_row` returns when every tensor was there (the same object)."""
 
@@ -121,7 +133,13 @@ class Layout:
 class RowBuffers:
     """The Monitor's row buffers of one :class:`Layout`: parameters and gradients side by side
     in one buffer (one extra row for the frame kept from the last reduction), updates (row 0: the
-    last update) and the products for the dot products."""
+    last update) and the products for the dot products.
+
+    Rows are addressed by their *logical* number ``j`` (frame ``j`` of the monitor); physical row
+    ``(base + j) % (rows + 1)`` holds it. With more than one row per buffer ``base`` stays 0 and
+    the frame kept from a reduction is copied to row 0 (:meth:`keep`); with one row (a large
+    model) :meth:`keep` swaps the two rows' roles instead of copying a whole row.
+    """
 
     def __init__(self, layout: Layout, rows: int, complex_: bool) -> None:
         self.layout = layout
@@ -129,9 +147,32 @@ class RowBuffers:
         self.both = torch.empty(rows + 1, 2 * layout.numel, device=layout.device,
                                 dtype=layout.dtype)
         self.p, self.g = self.both[:, : layout.numel], self.both[:, layout.numel :]
+        self.p_rows = list(self.p.unbind(0))  # row views made once
         self.u = layout.empty(rows + 1)
-        self.scratch = layout.empty(rows)
+        self.scratch = None if layout.large else layout.empty(rows)
+        self.base = 0
+        self.last_update_norms: Tensor | None = None  # (1, tensors): of logical u[0], when known
         self._views: list[list[Tensor] | None] = [None] * (rows + 1)
+
+    def row(self, j: int) -> int:
+        """The physical row of logical row ``j``."""
+        return (self.base + j) % self.p.shape[0]
+
+    def span(self, buffer: Tensor, start: int, stop: int) -> Tensor:
+        """Logical rows ``[start, stop)`` of ``buffer`` (``p``, ``g`` or ``u``) as one view."""
+        first = self.row(start)
+        assert first + stop - start <= buffer.shape[0], "a span wraps around the buffer"
+        return buffer[first : first + stop - start]
+
+    def keep(self, m: int) -> None:
+        """Make logical row ``m - 1`` (parameters and update) the new logical row 0."""
+        if m <= 1:
+            return
+        if self.p.shape[0] == 2:  # two rows: swap their roles
+            self.base = (self.base + m - 1) % 2
+            return
+        self.p[0].copy_(self.p[m - 1])
+        self.u[0].copy_(self.u[m - 1])
 
     def copy_both(self, j: int, params: list[Tensor], grads: list[Tensor | None]) -> bool:
         """Copy flat parameter views and the gradients into row ``j`` with one
@@ -141,6 +182,7 @@ class RowBuffers:
         :meth:`Layout.copy_row` copies them one by one."""
         if self.complex or any(g is None for g in grads):
             return False
+        j = self.row(j)
         views = self._views[j]
         if views is None:
             segments = self.layout.segments(self.p[j])
@@ -176,6 +218,11 @@ def segment_dots(a: Tensor, b: Tensor, layout: Layout, *, out: Tensor | None = N
     n_rows = a.shape[0]
     if n_rows == 0:
         return a.new_zeros(0, len(layout.sizes))
+    if layout.large:  # one pass per segment, no products buffer
+        return torch.stack([
+            torch.stack([torch.dot(x[s:e], y[s:e]) for s, e in layout.bounds])
+            for x, y in zip(a, b, strict=True)
+        ])
     products = torch.mul(a, b, out=out) if out is not None else a * b
     return segment_reduce(products, layout, "sum")
 
@@ -185,7 +232,7 @@ def segment_reduce(rows: Tensor, layout: Layout, reduce: str) -> Tensor:
     every row. Few tensors: one reduction per tensor over all rows (``torch.segment_reduce`` is
     several times slower on the CPU); many: ``torch.segment_reduce``."""
     n_rows, n = rows.shape[0], len(layout.sizes)
-    if n <= max(n_rows, 8):
+    if n <= max(n_rows, 8) or layout.large:
         return torch.stack([getattr(rows[:, a:b], reduce)(1) for a, b in layout.bounds], dim=1)
     lengths = layout.lengths.expand(n_rows, -1)
     return torch.segment_reduce(rows, reduce.removeprefix("a"), lengths=lengths, axis=1)

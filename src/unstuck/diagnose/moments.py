@@ -21,7 +21,44 @@ from torch.optim import Optimizer
 from unstuck.diagnose.effective_lr import Scale, batched, group_of, rectification, scales
 from unstuck.diagnose.flat_rows import Layout, segment_reduce
 
-__all__ = ["Copy", "SecondMoments"]
+__all__ = ["Copy", "SecondMoments", "lower_median"]
+
+NARROWED_MEDIAN = 2**16
+"""A median over at least this many elements on the CPU is narrowed down first
+(:func:`lower_median`)."""
+
+
+def lower_median(x: Tensor) -> Tensor:
+    """``x.median()`` of a 1-D tensor exactly (the lower median; NaN when ``x`` holds a NaN),
+    faster on a large CPU tensor: a strided sample of a few thousand elements brackets the
+    median by ``[lo, hi]``, two comparisons count the elements below and above, and the median
+    is selected among the few elements in between: a few passes over memory (``torch.median``
+    copies and partitions all of them, tens of nanoseconds an element). When the bracket misses,
+    the plain ``x.median()``.
+
+    Example:
+        >>> x = torch.rand(100_000)
+        >>> bool(lower_median(x) == x.median())
+        True
+    """
+    n = x.numel()
+    if n < NARROWED_MEDIAN or x.device.type != "cpu" or not x.is_floating_point():
+        return x.median()
+    k = (n - 1) // 2  # 0-based rank of the lower median
+    sample = x[:: n // 4096].sort().values
+    m = sample.numel()
+    centre = k * m // n
+    lo, hi = sample[max(centre - 64, 0)], sample[min(centre + 64, m - 1)]
+    if bool(lo.isnan() | hi.isnan()):
+        return x.median()
+    low, high = x < lo, x > hi
+    below, above = int(torch.count_nonzero(low)), int(torch.count_nonzero(high))
+    inside = x[~(low | high)]  # NaN compares false both ways: it is inside
+    if bool(inside.isnan().any()):
+        return x.new_tensor(float("nan"))
+    if not below <= k < n - above:
+        return x.median()
+    return inside.kthvalue(k - below + 1).values
 
 
 class Copy(NamedTuple):
@@ -117,7 +154,7 @@ class SecondMoments:
         top = segment_reduce(x, layout, "amax")
         bottom = segment_reduce(x, layout, "amin").neg_()
         medians = torch.stack([
-            torch.stack([row[a:b].median() for a, b in layout.bounds] + [row.median()])
+            torch.stack([lower_median(row[a:b]) for a, b in layout.bounds] + [lower_median(row)])
             for row in negated
         ])
         return torch.cat([top, bottom, medians], dim=1).to(torch.float64)
