@@ -42,3 +42,4 @@ def test_readme_section_runs_as_written(heading: str, tmp_path: Path) -> None:
                               timeout=300)
         assert done.returncode == 0, f"{language} block failed:\n{code}\n{done.stderr[-3000:]}"
     assert (tmp_path / "doctor.html").exists() and (tmp_path / "doctor_losses.html").exists()
+    assert list((tmp_path / "runs" / "demo").glob("events.out.tfevents.*"))
