@@ -1,6 +1,7 @@
 """unstuck: optimizers, schedules and diagnostics for PyTorch training that does not work yet."""
 
 from unstuck import grad
+from unstuck.factory import create_optimizer, create_scheduler
 from unstuck.optim import (
     LARS,
     SGD,
@@ -32,5 +33,7 @@ __all__ = [
     "RangerLARS",
     "__version__",
     "centralize",
+    "create_optimizer",
+    "create_scheduler",
     "grad",
 ]
