@@ -391,6 +391,11 @@ class Monitor:
     def __exit__(self, *_: Any) -> None:
         self.close()
 
+    def _repr_html_(self) -> str:
+        """Jupyter's inline view: :meth:`summary` as a small table."""
+        from unstuck.diagnose.summary_html import summary_html
+        return summary_html(self.summary(), repr(self))
+
     def __repr__(self) -> str:
         return (
             f"Monitor({len(self.names)} tensors, every={self.every}, "

@@ -6,11 +6,13 @@ reference model), gradient norm and update cosine, per-layer update/weight ratio
 learning rates (:func:`unstuck.plots.monitor_figure`), and the Hessian spectrum when probed.
 Every string that may come from the user's model (parameter and module names, titles) is escaped
 by :mod:`unstuck.report`'s pieces; figures are embedded as PNG data URIs, so the file needs
-nothing beside it.
+nothing beside it. :func:`diagnosis_fragment` is the same content as a fragment for a notebook
+(``Diagnosis._repr_html_``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,8 @@ from unstuck.report import escape, html_figure, html_page, html_table, markdown_
 if TYPE_CHECKING:
     from unstuck.doctor.verdicts import Diagnosis, Verdict
 
-__all__ = ["diagnosis_dict", "diagnosis_html", "diagnosis_markdown"]
+__all__ = ["diagnosis_dict", "diagnosis_fragment", "diagnosis_html", "diagnosis_markdown",
+           "html_fragment"]
 
 
 def _json(x: Any) -> Any:
@@ -152,11 +155,47 @@ def _figures_html(d: Diagnosis) -> str:
     return "".join(out)
 
 
-def diagnosis_html(d: Diagnosis) -> str:
-    """The self-contained HTML report (needs matplotlib for the figures)."""
+def _body_html(d: Diagnosis) -> str:
+    """The report's content: verdicts, the Hessian probe, the figures (needs matplotlib)."""
     body = [_verdicts_html(d)]
     if d.critical_point:
         rows = [[k, _show(v)] for k, v in d.critical_point.items()]
         body.append("<h2>Hessian probe</h2>\n" + html_table(["quantity", "value"], rows))
     body.append(_figures_html(d))
-    return html_page(d.title, "".join(body))
+    return "".join(body)
+
+
+def diagnosis_html(d: Diagnosis) -> str:
+    """The self-contained HTML report (needs matplotlib for the figures)."""
+    return html_page(d.title, _body_html(d))
+
+
+_FRAGMENT_STYLE = """
+.unstuck-report .verdict { border-left: 4px solid #c0392b; padding: 0.2rem 0 0.2rem 0.8rem;
+                           margin: 1rem 0; }
+.unstuck-report .verdict.ok { border-color: #27ae60; }
+.unstuck-report figure { margin: 1.2rem 0; }
+.unstuck-report figure img { max-width: 100%; height: auto; border: 1px solid #e5e5e5; }
+.unstuck-report figcaption { color: #555; font-size: 0.9rem; }
+"""
+
+
+def html_fragment(title: str, body: str) -> str:
+    """``body`` under an escaped ``title`` in one ``<div class="unstuck-report">``: what a
+    notebook shows inline. No ``<html>`` and no page-wide CSS (the page's ``body`` rules would
+    restyle the whole notebook); the few rules the reports need are scoped to the div."""
+    return (f'<div class="unstuck-report">\n<style>{_FRAGMENT_STYLE}</style>\n'
+            f"<h2>{escape(title)}</h2>\n{body}</div>\n")
+
+
+def _has_matplotlib() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def diagnosis_fragment(d: Diagnosis) -> str:
+    """The report as an HTML fragment for a notebook (``Diagnosis._repr_html_``): the same
+    verdicts, evidence, fixes tried and figures (PNG data URIs) as :func:`diagnosis_html`,
+    without the page around them. Without matplotlib: the text form (``str(d)``) in ``<pre>``."""
+    if not _has_matplotlib():
+        return f"<pre>{escape(str(d))}</pre>\n"
+    return html_fragment(d.title, _body_html(d))

@@ -178,6 +178,17 @@ class Diagnosis:
 
         return diagnosis_html(self)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's inline view: :meth:`to_html`'s content as a fragment (no ``<html>`` page),
+        or the text form when matplotlib is missing."""
+        from unstuck.doctor.report import diagnosis_fragment
+
+        return diagnosis_fragment(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        """IPython's text view: the text form, not the dataclass repr with every record."""
+        p.text(str(self))
+
     def save_html(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write :meth:`to_html` to ``path`` atomically.
 

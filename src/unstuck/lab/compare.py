@@ -149,6 +149,19 @@ class CompareResults:
         target = self.config.get("target_loss")
         return None if target is None else steps_to_target(run.step_loss, target)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's inline view: the report (settings, ranking, figures, doctor) as a fragment
+        (:func:`unstuck.lab.compare_report.notebook_html`)."""
+        from unstuck.lab.compare_report import notebook_html
+
+        return notebook_html(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        """IPython's text view: the ranked table, not the dataclass repr with every run."""
+        from unstuck.lab.compare_report import notebook_text
+
+        p.text(notebook_text(self))
+
 
 def default_lr(task: Task, name: str) -> float | None:
     """The documented default lr of optimizer ``name`` on ``task`` (None: the class default).

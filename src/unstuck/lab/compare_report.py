@@ -3,7 +3,8 @@
 :func:`summarize` turns the runs of :class:`~unstuck.lab.compare.CompareResults` into one
 :class:`OptimizerSummary` per optimizer, ranked; :func:`text_table` prints them for a terminal;
 :func:`write_report` writes ``report.md`` (figures beside it as PNG files) and ``report.html``
-(self-contained: figures embedded) into the output folder.
+(self-contained: figures embedded) into the output folder; :func:`notebook_html` is the same
+HTML content as a fragment a notebook shows inline (``CompareResults._repr_html_``).
 
 Ranking: optimizers with fewer diverged seeds first; then by mean final validation metric
 (higher first), then by mean final validation loss. Means and standard deviations (sample,
@@ -33,6 +34,8 @@ __all__ = [
     "OptimizerSummary",
     "doctor_verdict",
     "markdown_report",
+    "notebook_html",
+    "notebook_text",
     "summarize",
     "table",
     "text_table",
@@ -361,7 +364,36 @@ def _tuning_table(results: CompareResults) -> tuple[list[str], list[list[str]]]:
 def html_report(results: CompareResults, rows: Sequence[OptimizerSummary],
                 figures: dict[str, Any]) -> str:
     """``report.html``: the same content, self-contained (figures embedded, text escaped)."""
-    from unstuck.report import escape, html_figure, html_page, html_table
+    from unstuck.report import html_page
+
+    return html_page(_title(results), _html_body(results, rows, figures))
+
+
+def notebook_html(results: CompareResults) -> str:
+    """The report as an HTML fragment for a notebook (``CompareResults._repr_html_``): the
+    settings, the ranked table, the figures embedded as PNG (when matplotlib is there), the
+    doctor and the tuning, without the page around them."""
+    from unstuck.doctor.report import html_fragment
+
+    rows = results.summary or summarize(results)
+    figures = _figures(results) if results.runs else {}
+    return html_fragment(_title(results), _html_body(results, rows, figures))
+
+
+def notebook_text(results: CompareResults) -> str:
+    """The title and the ranked table as plain text (IPython's text view of the results)."""
+    rows = results.summary or summarize(results)
+    metric, target = results.task["metric_name"], results.config["target_loss"]
+    return f"{_title(results)}\n{text_table(rows, metric, target)}"
+
+
+def _title(results: CompareResults) -> str:
+    return f"unstuck compare: {results.task['name']}"
+
+
+def _html_body(results: CompareResults, rows: Sequence[OptimizerSummary],
+               figures: dict[str, Any]) -> str:
+    from unstuck.report import escape, html_figure, html_table
 
     metric, target = results.task["metric_name"], results.config["target_loss"]
     body = ["<ul>", *(f"<li>{escape(line)}</li>" for line in _setup_lines(results)), "</ul>",
@@ -384,7 +416,7 @@ def html_report(results: CompareResults, rows: Sequence[OptimizerSummary],
         )
     if results.tuning:
         body += ["<h2>Learning-rate tuning</h2>", html_table(*_tuning_table(results))]
-    return html_page(f"unstuck compare: {results.task['name']}", "\n".join(body) + "\n")
+    return "\n".join(body) + "\n"
 
 
 class _Rendered:
