@@ -57,7 +57,7 @@ examples:
   unstuck doctor --scenario saddle_point               # writes doctor_saddle_point.html
   unstuck doctor --scenario overfitting -o report.html --force
   unstuck doctor --scenario lr_too_large --try-fixes    # runs the fixes, reports their effect
-  unstuck doctor --scenario all                        # every scenario, a table (about 15-30 s)
+  unstuck doctor --scenario all                        # every scenario, a table (about 35 s)
 """
 
 
