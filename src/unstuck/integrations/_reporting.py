@@ -30,6 +30,7 @@ from unstuck.doctor import Diagnosis, diagnose
 __all__ = [
     "LossCurve",
     "check_options",
+    "set_options",
     "first_key",
     "key_variants",
     "publish",
@@ -115,6 +116,17 @@ def check_options(
     for name, key in keys.items():
         if not isinstance(key, str) or not key:
             raise ValueError(f"{name} must be a non-empty string, got {key!r}")
+
+
+def set_options(callback: Any, *, train_key: str, val_key: str, test_key: str,
+                monitor_every: int, every_n_epochs: int | None, report: str | None) -> None:
+    """Check the options every doctor callback takes (:func:`check_options`) and keep them as
+    attributes of ``callback`` under their own names."""
+    keys = {"train_key": train_key, "val_key": val_key, "test_key": test_key}
+    check_options(monitor_every, every_n_epochs, report, keys)
+    for name, value in {**keys, "monitor_every": monitor_every,
+                        "every_n_epochs": every_n_epochs, "report": report}.items():
+        setattr(callback, name, value)
 
 
 def key_variants(key: str, *variants: str) -> list[str]:

@@ -62,12 +62,12 @@ from unstuck.diagnose import Monitor
 from unstuck.doctor import Diagnosis
 from unstuck.integrations._reporting import (
     LossCurve,
-    check_options,
     first_key,
     key_variants,
     publish,
     report_path,
     run_doctor,
+    set_options,
     watch_optimizer,
 )
 
@@ -132,12 +132,8 @@ class DoctorCallback(transformers.TrainerCallback):
         every_n_epochs: int | None = None,
         report: str | None = "doctor.html",
     ) -> None:
-        check_options(monitor_every, every_n_epochs, report,
-                      {"train_key": train_key, "val_key": val_key, "test_key": test_key})
-        self.train_key, self.val_key, self.test_key = train_key, val_key, test_key
-        self.monitor_every = monitor_every
-        self.every_n_epochs = every_n_epochs
-        self.report = report
+        set_options(self, train_key=train_key, val_key=val_key, test_key=test_key,
+                    monitor_every=monitor_every, every_n_epochs=every_n_epochs, report=report)
         self._keys = {
             "train": key_variants(train_key, "loss"),
             "val": key_variants(val_key, "eval_loss", "val_loss"),

@@ -69,11 +69,11 @@ from unstuck.diagnose import Monitor
 from unstuck.doctor import Diagnosis
 from unstuck.integrations._reporting import (
     LossCurve,
-    check_options,
     key_variants,
     publish,
     report_path,
     run_doctor,
+    set_options,
     verdict_metrics,
     watch_optimizer,
 )
@@ -141,12 +141,8 @@ class DoctorCallback(pl.Callback):
         every_n_epochs: int | None = None,
         report: str | None = "doctor.html",
     ) -> None:
-        check_options(monitor_every, every_n_epochs, report,
-                      {"train_key": train_key, "val_key": val_key, "test_key": test_key})
-        self.train_key, self.val_key, self.test_key = train_key, val_key, test_key
-        self.monitor_every = monitor_every
-        self.every_n_epochs = every_n_epochs
-        self.report = report
+        set_options(self, train_key=train_key, val_key=val_key, test_key=test_key,
+                    monitor_every=monitor_every, every_n_epochs=every_n_epochs, report=report)
         self._train_keys = key_variants(train_key, f"{train_key}_step", "train_loss",
                                         "train_loss_step", "train/loss", "loss")
         self._val_keys = _eval_keys(val_key, "val", "valid_loss", "validation_loss")
