@@ -4,7 +4,9 @@ A report is assembled from small pieces that each return a string: :func:`html_t
 :func:`html_figure` (a matplotlib figure embedded as a PNG data URI, so the file needs nothing
 beside it), :func:`markdown_table`, and :func:`html_page` around them. Every text that may come
 from the user (parameter names, module names, task names) goes through :func:`escape` inside these
-functions; pass plain text, not HTML, to ``html_table`` cells. Write the result with
+functions; pass plain text, not HTML, to ``html_table`` cells. The Markdown counterpart is
+:func:`markdown_escape`: ``markdown_table`` applies it to every header and cell, and Markdown
+reports pass every other user string (titles, labels, messages) through it. Write the result with
 :func:`unstuck.files.write_text` (atomic, never clobbers a file silently).
 
 Example:
@@ -20,10 +22,12 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["escape", "figure_png", "html_figure", "html_page", "html_table", "markdown_table"]
+__all__ = ["escape", "figure_png", "html_figure", "html_page", "html_table", "markdown_escape",
+           "markdown_table"]
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 64rem;
@@ -45,6 +49,49 @@ code { background: #f5f5f5; padding: 0 0.2rem; }
 def escape(text: Any) -> str:
     """``str(text)`` with ``& < > " '`` escaped for HTML."""
     return html.escape(str(text), quote=True)
+
+
+_MD_ALWAYS = frozenset("\\`*[]|~$")
+"""Characters backslash-escaped wherever they are: backslash, code spans, emphasis, links and
+images, table cells, GFM strikethrough and GitHub's math (``<`` becomes ``&lt;``)."""
+_MD_ENTITY = re.compile(r"&(?=#?[0-9A-Za-z]+;)")
+_MD_ORDERED = re.compile(r"^(\d{1,9})([.)])")
+
+
+def markdown_escape(text: Any, *, cell: bool = False) -> str:
+    r"""``str(text)`` as Markdown (CommonMark / GitHub) that shows it literally, on one line.
+
+    Line breaks become spaces; ``<`` becomes ``&lt;`` (no raw HTML or autolink, in any renderer);
+    backslash, backticks, ``*``, ``[``, ``]``, ``|``, ``~`` and ``$`` are backslash-escaped,
+    ``_`` too unless it sits between two letters or digits (where it cannot start emphasis:
+    ``val_loss`` stays readable), and ``&`` when it would start an entity (``&amp;``).
+
+    As running text (``cell=False``: a paragraph, list item or heading) surrounding whitespace
+    is dropped, ``#`` is escaped and so is a leading ``-``, ``+``, ``>`` or ``1.``, which would
+    start a list or a quote; inside a table cell (``cell=True``, what :func:`markdown_table`
+    uses) those are plain text and left alone.
+
+    Example:
+        >>> print(markdown_escape("a|b *c* <x>\n[d](e)"))
+        a\|b \*c\* &lt;x> \[d\](e)
+        >>> markdown_escape("val_loss_end", cell=True)
+        'val_loss_end'
+    """
+    s = str(text).replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+    if not cell:
+        s = s.strip()
+    out = []
+    for i, ch in enumerate(s):
+        if (ch in _MD_ALWAYS or (ch == "#" and not cell)
+                or (ch == "&" and _MD_ENTITY.match(s, i))
+                or (ch == "_" and not (0 < i < len(s) - 1 and s[i - 1].isalnum()
+                                       and s[i + 1].isalnum()))):
+            out.append("\\")
+        out.append("&lt;" if ch == "<" else ch)
+    s = "".join(out)
+    if not cell:
+        s = "\\" + s if s[:1] in ("-", "+", ">") else _MD_ORDERED.sub(r"\1\\\2", s)
+    return s
 
 
 def _is_number(cell: Any) -> bool:
@@ -70,10 +117,11 @@ def html_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def markdown_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured Markdown table; ``|`` and line breaks in cells are escaped."""
+    """A GitHub-flavoured Markdown table; every header and cell goes through
+    :func:`markdown_escape` (``|``, line breaks and inline markup shown literally)."""
 
     def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
+        return markdown_escape(value, cell=True)
 
     lines = [
         "| " + " | ".join(cell(h) for h in headers) + " |",

@@ -16,7 +16,14 @@ import importlib.util
 import math
 from typing import TYPE_CHECKING, Any
 
-from unstuck.report import escape, html_figure, html_page, html_table, markdown_table
+from unstuck.report import (
+    escape,
+    html_figure,
+    html_page,
+    html_table,
+    markdown_escape,
+    markdown_table,
+)
 
 if TYPE_CHECKING:
     from unstuck.doctor.verdicts import Diagnosis, Verdict
@@ -87,20 +94,27 @@ def _trial_rows(v: Any) -> list[list[str]]:
 
 
 def diagnosis_markdown(d: Diagnosis) -> str:
-    """The verdicts with their evidence and fixes, and the notes, as GitHub Markdown."""
-    parts = [f"# {d.title}", ""]
+    """The verdicts with their evidence and fixes, and the notes, as GitHub Markdown.
+
+    Every string that may come from the user (title, messages, parameter names in the evidence,
+    fixes, notes) goes through :func:`unstuck.report.markdown_escape` (tables: inside
+    :func:`~unstuck.report.markdown_table`), so it shows literally and keeps the tables whole.
+    """
+    md = markdown_escape
+    parts = [f"# {md(d.title)}", ""]
     for i, v in enumerate(d.verdicts, 1):
-        parts += [f"## {i}. {v.title} (`{v.code}`, confidence {v.confidence:.1f})", "", v.message,
-                  ""]
+        code = str(v.code).replace("`", "")  # a code span cannot escape a backtick
+        parts += [f"## {i}. {md(v.title)} (`{code}`, confidence {v.confidence:.1f})", "",
+                  md(v.message), ""]
         if v.evidence:
             parts += [markdown_table(["evidence", "value"], _evidence_rows(v)), ""]
         if v.fixes:
-            parts += ["**Fixes**", ""] + [f"- {fix}" for fix in v.fixes] + [""]
+            parts += ["**Fixes**", ""] + [f"- {md(fix)}" for fix in v.fixes] + [""]
         if v.trials:
             parts += ["**Fixes tried** (same steps, batches and seed as the run)", "",
                       markdown_table(_TRIAL_HEADER, _trial_rows(v)), ""]
     if d.notes:
-        parts += ["## Notes", ""] + [f"- {n}" for n in d.notes] + [""]
+        parts += ["## Notes", ""] + [f"- {md(n)}" for n in d.notes] + [""]
     return "\n".join(parts)
 
 

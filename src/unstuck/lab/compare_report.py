@@ -316,23 +316,24 @@ def _doctor_lines(results: CompareResults, rows: Sequence[OptimizerSummary]) -> 
 def markdown_report(results: CompareResults, rows: Sequence[OptimizerSummary],
                     figures: Sequence[str] = ("curves.png", "lr_curves.png")) -> str:
     """``report.md``: settings, ranked table, figures (by file name), doctor, tuning."""
+    from unstuck.report import markdown_escape as md
     from unstuck.report import markdown_table
 
     metric, target = results.task["metric_name"], results.config["target_loss"]
-    out = [f"# unstuck compare: {results.task['name']}", ""]
-    out += [f"- {line}" for line in _setup_lines(results)] + ["", "## Ranking", ""]
-    out += [markdown_table(*table(rows, metric, target)), "", _ranking_note(results), ""]
+    out = [f"# {md(_title(results))}", ""]
+    out += [f"- {md(line)}" for line in _setup_lines(results)] + ["", "## Ranking", ""]
+    out += [markdown_table(*table(rows, metric, target)), "", md(_ranking_note(results)), ""]
     captions = {"curves.png": "Learning curves", "lr_curves.png": "Learning rates"}
     for name in figures:
-        out += [f"![{captions.get(name, name)}]({name})", ""]
+        out += [f"![{md(captions.get(name, name))}]({name})", ""]
     out += ["## The doctor (first seed of each optimizer)", ""]
     for optimizer, verdict, note in _doctor_lines(results, rows):
         if verdict is None:
-            out.append(f"- **{optimizer}**: {note}")
+            out.append(f"- **{md(optimizer)}**: {md(note)}")
         else:
             fix = f" Try: {verdict['fixes'][0]}" if verdict.get("fixes") else ""
-            out.append(f"- **{optimizer}**: {verdict['title']} (confidence "
-                       f"{verdict['confidence']:.1f}). {verdict['message']}{fix}")
+            out.append(f"- **{md(optimizer)}**: {md(verdict['title'])} (confidence "
+                       f"{verdict['confidence']:.1f}). {md(verdict['message'] + fix)}")
     out.append("")
     if results.tuning:
         out += ["## Learning-rate tuning", "", markdown_table(*_tuning_table(results)), ""]

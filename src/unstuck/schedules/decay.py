@@ -364,14 +364,23 @@ class warmup_stable_decay(Schedule):
     r"""Warm-up, stable, decay (WSD): linear warm-up from 0 over ``warmup`` steps, 1 for
     ``stable`` steps, then a decay to ``final`` over ``decay`` steps; holds ``final`` afterwards.
 
-    With :math:`p = \min\bigl(1, (t - w - s)/\max(1, d)\bigr)` in the decay phase,
+    With :math:`w, s, d` = ``warmup``, ``stable``, ``decay`` and :math:`f` = ``final``,
 
-    .. math:: \lambda(t) = f + (1 - f)\,g(p),\quad
-        g(p) = 1 - p \ (\text{linear}),\ \tfrac{1}{2}(1 + \cos \pi p)\ (\text{cosine}),\
+    .. math:: \lambda(t) = \begin{cases}
+            t / w & t < w \\
+            1 & w \le t < w + s \\
+            f + (1 - f)\,g\bigl((t - w - s) / d\bigr) & w + s \le t < w + s + d \\
+            f & t \ge w + s + d
+        \end{cases}
+
+    .. math:: g(p) = 1 - p \ (\text{linear}),\ \tfrac{1}{2}(1 + \cos \pi p)\ (\text{cosine}),\
         1 - \sqrt{p}\ (\text{sqrt})
 
-    and :math:`\lambda(t) = t / \max(1, w)` during the warm-up (Hugging Face's
-    ``get_wsd_schedule``, with ``"sqrt"`` for its ``"1-sqrt"``).
+    so ``decay=0`` drops from 1 to ``final`` at step :math:`w + s`. This is Hugging Face's
+    ``get_wsd_schedule`` (its ``_get_wsd_scheduler_lambda``, linear warm-up, ``num_cycles=0.5``,
+    ``"sqrt"`` for its ``"1-sqrt"``) step for step, except that its warm-up starts from
+    ``min_lr_ratio`` rather than 0: the two are equal everywhere when ``final=0`` and from
+    step :math:`w` on otherwise.
 
     References: Hu et al., "MiniCPM", 2024; Hägele et al., "Scaling Laws and Compute-Optimal
     Training beyond Fixed Training Durations", 2024.
@@ -403,7 +412,9 @@ class warmup_stable_decay(Schedule):
             return t / max(1, self.warmup)
         if t < self.warmup + self.stable:
             return 1.0
-        p = min(1.0, (t - self.warmup - self.stable) / max(1, self.decay))
+        if t >= self.warmup + self.stable + self.decay:  # also the boundary when decay == 0
+            return self.final
+        p = (t - self.warmup - self.stable) / self.decay
         if self.shape == "linear":
             g = 1.0 - p
         elif self.shape == "cosine":
