@@ -51,7 +51,7 @@ def lars_step(
         g_prime = g + wd * w
         w_norm = torch.linalg.vector_norm(w).item()
         g_norm = torch.linalg.vector_norm(g).item()
-        if excluded or w_norm == 0.0 or g_norm == 0.0:
+        if excluded or w_norm == 0.0 or g_norm + wd * w_norm == 0.0:
             ratio = 1.0
         else:
             ratio = trust_coefficient * w_norm / (g_norm + wd * w_norm + eps)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from itertools import compress, repeat
+from operator import attrgetter, is_not, ne
 from typing import Any, ClassVar
 
 import torch
@@ -34,9 +36,40 @@ from unstuck.optim.fused import FusedBucket, FusedRule, choose_rule, warn_once
 from unstuck.optim.fused_plan import Keyed, Plan
 from unstuck.optim.multi_tensor import clone
 
-__all__ = ["Bucket", "ChainOptimizer", "Transform"]
+__all__ = ["Bucket", "ChainOptimizer", "Transform", "host_hyperparameters"]
 
 _TORCH_ADDED_DEFAULTS = frozenset({"differentiable"})
+_GRAD = attrgetter("grad")
+_LAYOUT = attrgetter("layout")
+_SHAPE = attrgetter("shape")
+
+
+def host_hyperparameters(group: dict[str, Any]) -> dict[str, Any]:
+    """The group with every tensor hyper-parameter (``lr=torch.tensor(1e-3)``, a pair of
+    tensor ``betas``) read as a Python number, as a step uses them: per-step scalars are
+    numbers computed once per group, so a tensor hyper-parameter gives exactly the step of the
+    float ``float(tensor)``. The group itself when it holds no tensor (the common case: no
+    copy); otherwise a shallow copy, so the group (and a scheduler's tensor) is left as is.
+    ``params`` and ``param_names`` are not hyper-parameters and are shared.
+
+    Example:
+        >>> host_hyperparameters({"params": [], "lr": torch.tensor(0.5)})["lr"]
+        0.5
+    """
+    converted: dict[str, Any] | None = None
+    for name, value in group.items():
+        if name in ("params", "param_names"):
+            continue
+        if isinstance(value, Tensor):
+            new: Any = value.item()
+        elif isinstance(value, (tuple, list)) and any(isinstance(v, Tensor) for v in value):
+            new = type(value)(v.item() if isinstance(v, Tensor) else v for v in value)
+        else:
+            continue
+        if converted is None:
+            converted = dict(group)
+        converted[name] = new
+    return group if converted is None else converted
 
 
 class Bucket:
@@ -221,12 +254,17 @@ class ChainOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # Every gradient is checked before any state changes: a step that raises has advanced
+        # no step count or moment, so a retried step uses the right bias corrections.
         for index, group in enumerate(self.param_groups):
-            rule = choose_rule(self, group)
+            self._check_gradients(group, index)
+        for index, group in enumerate(self.param_groups):
+            hyper = host_hyperparameters(group)
+            rule = choose_rule(self, hyper)
             if rule is None:
-                buckets = self._buckets(group, index)
+                buckets = self._buckets(hyper, index)
             else:
-                buckets = self._fused_buckets(rule, group, index)
+                buckets = self._fused_buckets(rule, group, index, hyper)
             for bucket in buckets:
                 for transform in self.chain:
                     transform(bucket)
@@ -239,10 +277,15 @@ class ChainOptimizer(Optimizer):
         State tensors are laid out as their (contiguous) parameter, as the fused kernels need:
         a checkpoint of a ``channels_last`` model loaded into a contiguous one is converted.
         Raises ``ValueError`` for a state tensor whose shape is not its parameter's (a
-        checkpoint of another model), which no step could use.
+        checkpoint of another model), which no step could use. Entries torch keeps as they are
+        (a non-dict value, a key that is no parameter's id) are left alone, as torch does.
         """
         super().load_state_dict(state_dict)
         for p, state in self.state.items():
+            # torch keeps any entry as it is: a value that is not a dict of state (which a
+            # state_dict hook may make), and state under a key that is no parameter's id.
+            if not isinstance(p, Tensor) or not isinstance(state, dict):
+                continue
             for name, value in state.items():
                 if not isinstance(value, Tensor) or value.dim() == 0:
                     continue
@@ -254,17 +297,52 @@ class ChainOptimizer(Optimizer):
                 if p.is_contiguous():
                     state[name] = value.contiguous()
 
+    def _check_gradients(self, group: dict[str, Any], index: int) -> None:
+        """Raise before a step touches any state when a gradient of the group cannot be used:
+        ``RuntimeError`` for a sparse (not strided) gradient or a state that is not a dict,
+        ``ValueError`` for a gradient whose shape is not its parameter's; each names the
+        parameter and its group. The common
+        case (every gradient fine) costs C-level ``map`` calls, no Python code per parameter."""
+        params = group["params"]
+        grads = list(map(_GRAD, params))
+        present = list(map(is_not, grads, repeat(None)))
+        with_grad = list(compress(grads, present))
+        bad_layout = any(map(ne, map(_LAYOUT, with_grad), repeat(torch.strided)))
+        stepping = list(compress(params, present))
+        states = [s for s in map(self.state.get, stepping) if s is not None]
+        if (not bad_layout and list(map(_SHAPE, with_grad)) == list(map(_SHAPE, stepping))
+                and all(map(isinstance, states, repeat(dict)))):
+            return
+        names = group.get("param_names")
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            if g is None:
+                continue
+            where = f"param_groups[{index}]['params'][{i}]"
+            name = f"{names[i]} ({where})" if names else where
+            state = self.state.get(p)
+            if state is not None and not isinstance(state, dict):
+                raise RuntimeError(
+                    f"{name}: its state is a {type(state).__name__}, not a dict of state (a "
+                    "load_state_dict hook replaced it?); no state was changed"
+                )
+            if g.layout != torch.strided:
+                raise RuntimeError(
+                    f"{name} (shape {list(p.shape)}) has a sparse "
+                    f"gradient (layout {g.layout}); {type(self).__name__} supports dense "
+                    "gradients only (use torch.optim.SparseAdam or a dense embedding); no "
+                    "state was changed"
+                )
+            if g.shape != p.shape:
+                raise ValueError(
+                    f"{name} has shape {list(p.shape)} but its "
+                    f"gradient has shape {list(g.shape)} (was the parameter replaced after "
+                    "backward?); no state was changed"
+                )
+
     def _take_step(self, p: Tensor, group: dict[str, Any], index: int, i: int) -> dict[str, Any]:
         """Parameter ``i`` of the group takes a step: its state, created on its first step,
-        with the step count incremented."""
-        if p.grad.is_sparse:  # type: ignore[union-attr]
-            names = group.get("param_names")
-            name = names[i] if names else f"param_groups[{index}]['params'][{i}]"
-            raise RuntimeError(
-                f"{name} (shape {list(p.shape)}) has a sparse gradient; "
-                f"{type(self).__name__} supports dense gradients only "
-                "(use torch.optim.SparseAdam or a dense embedding)"
-            )
+        with the step count incremented (its gradient already checked by
+        :meth:`_check_gradients`)."""
         state = self.state[p]
         if "step" not in state:  # first step (or state from an optimizer without a count)
             for transform in self.chain:
@@ -290,7 +368,8 @@ class ChainOptimizer(Optimizer):
             yield Bucket(group, params, states, step)
 
     def _fused_buckets(
-        self, rule: FusedRule, group: dict[str, Any], index: int
+        self, rule: FusedRule, group: dict[str, Any], index: int,
+        hyper: dict[str, Any] | None = None,
     ) -> Iterator[Bucket]:
         """Run ``rule`` on the group's buckets it takes; yield the others (the parameters that
         are not dense, or of an unsupported dtype or device, and the steps the rule leaves to
@@ -298,13 +377,17 @@ class ChainOptimizer(Optimizer):
 
         The buckets of the last step are reused (:class:`Plan`) while the parameters, which of
         them have gradients, their layouts and their state are unchanged: then a step only
-        reads the gradients and increments the step counts."""
+        reads the gradients and increments the step counts. ``hyper`` is the group as the
+        step reads it (:func:`host_hyperparameters`; the group itself by default): the plan is
+        kept for ``group``, the buckets get ``hyper``."""
+        if hyper is None:
+            hyper = group
         plans: dict[int, Plan] = self.__dict__.setdefault("_fused_plans", {})
         plan = plans.get(index)
         keyed = plan.reuse(self, group) if plan is not None else None
         if keyed is None:
             plans.pop(index, None)
-            keyed = self._fused_bucket_lists(group, index)
+            keyed = self._fused_bucket_lists(hyper, index)
             plan = Plan.of(self, group, keyed)
             if plan is not None:
                 plans[index] = plan
@@ -316,11 +399,11 @@ class ChainOptimizer(Optimizer):
                 "a parameter or its gradient is not contiguous"
             )
             if reason is None:
-                if rule(FusedBucket(group, params, grads, states, step), workspace):
+                if rule(FusedBucket(hyper, params, grads, states, step), workspace):
                     continue
-            elif group.get("fused"):
+            elif hyper.get("fused"):
                 warn_once(self, reason)
-            yield Bucket(group, params, states, step)
+            yield Bucket(hyper, params, states, step)
 
     def _fused_bucket_lists(self, group: dict[str, Any], index: int) -> Keyed:
         """Every parameter with a gradient takes a step; the parameters, gradients and states
@@ -334,7 +417,7 @@ class ChainOptimizer(Optimizer):
             if grad is None:
                 continue
             # The common case inline (this loop is the per-parameter cost of a fused step); a
-            # sparse gradient is never contiguous, so it takes _take_step and its error.
+            # sparse gradient was refused before the step (_check_gradients).
             state = state_of[p]
             step = state.get("step")
             dense = grad.is_contiguous()

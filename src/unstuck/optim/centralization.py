@@ -48,7 +48,7 @@ class GradientCentralization(OptimizerWrapper):
                     if p.grad is not None and p.grad.dim() > 1 and not p.grad.is_sparse:
                         originals.append((p, p.grad))
                         p.grad = centralized(p.grad)
-            self.optimizer.step()
+            self.step_inner()
         finally:
             for p, grad in originals:
                 p.grad = grad

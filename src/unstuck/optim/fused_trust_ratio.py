@@ -30,6 +30,7 @@ from unstuck.optim.fused_parts import (
     state_list,
     sync_slow_weights,
 )
+from unstuck.optim.transforms import lars_host_ratio, lars_ratio
 
 __all__ = ["LarsRule", "RangerLarsRule", "zeroing_decay"]
 
@@ -86,12 +87,8 @@ class LarsRule(FusedRule):
             )
 
     def _ratios(self, group: dict[str, Any], p_norms: Tensor, u_norms: Tensor) -> Tensor:
-        wd = group["weight_decay"]
-        return torch.where(
-            (p_norms > 0) & (u_norms > 0),
-            group["trust_coefficient"] * p_norms / (u_norms + wd * p_norms + group["eps"]),
-            torch.ones_like(p_norms),
-        )
+        return lars_ratio(p_norms, u_norms, group["weight_decay"], group["trust_coefficient"],
+                          group["eps"])
 
     def _stacked(
         self, b: FusedBucket, block: blocks.Block, workspace: Workspace, momentum: Momentum
@@ -176,10 +173,8 @@ def _ratio_in_kernel(group: dict[str, Any], device: torch.device, momentum: Mome
 
 def _host_ratio(group: dict[str, Any], p_norm: float, u_norm: float) -> float:
     """:meth:`LarsRule._ratios` of one tensor, on the host."""
-    if p_norm > 0 and u_norm > 0:
-        wd = group["weight_decay"]
-        return group["trust_coefficient"] * p_norm / (u_norm + wd * p_norm + group["eps"])
-    return 1.0
+    return lars_host_ratio(p_norm, u_norm, group["weight_decay"], group["trust_coefficient"],
+                           group["eps"])
 
 
 def _centralized(group: dict[str, Any], block: blocks.Block) -> bool:

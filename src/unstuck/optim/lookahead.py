@@ -66,7 +66,7 @@ class Lookahead(OptimizerWrapper):
         (or, when a closure computes the gradients, for every parameter that requires one).
         """
         self._create_slow_weights(closure is not None)
-        loss = self.optimizer.step(closure) if closure is not None else self.optimizer.step()
+        loss = self.step_inner(closure)
         self.lookahead_step += 1
         if self.lookahead_step % self.k == 0:
             self._synchronise()

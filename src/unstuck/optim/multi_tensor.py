@@ -5,8 +5,10 @@ Every transform is written once against these functions. A list of several tenso
 tensor op (the per-tensor path runs a whole chain on one-tensor buckets). Both give the same
 math, so ``foreach=True`` and ``foreach=False`` agree by construction.
 
-``scalar`` arguments are a Python number or a list of 0-dim tensors, one per tensor (per-tensor
-factors such as trust ratios stay on the device: no host synchronisation).
+``scalar`` arguments are a number (a Python number, or a 0-dim tensor such as a tensor
+hyper-parameter, the same for every tensor) or a list of 0-dim tensors, one per tensor (per-tensor
+factors such as trust ratios stay on the device: no host synchronisation). Both paths take both
+forms: a one-tensor list runs the plain op with the number or the list's one tensor.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-Scalar = float | Sequence[Tensor]
+Scalar = float | Tensor | Sequence[Tensor]
 
 __all__ = [
     "add",
@@ -38,8 +40,14 @@ __all__ = [
 ]
 
 
+def _is_number(scalar: object) -> bool:
+    """A number for every tensor: a Python number or a 0-dim tensor (not a per-tensor list)."""
+    return isinstance(scalar, (int, float)) or (isinstance(scalar, Tensor) and scalar.dim() == 0)
+
+
 def _one(scalar: Scalar) -> float | Tensor:
-    return scalar if isinstance(scalar, (int, float)) else scalar[0]
+    """The scalar of a one-tensor list: the number itself, or the list's one element."""
+    return scalar if _is_number(scalar) else scalar[0]  # type: ignore[index,return-value]
 
 
 def neg(xs: list[Tensor]) -> list[Tensor]:
@@ -67,9 +75,12 @@ def add(xs: list[Tensor], ys: list[Tensor], alpha: float = 1.0) -> list[Tensor]:
     return list(torch._foreach_add(xs, ys, alpha=alpha))
 
 
-def add_(xs: list[Tensor], ys: list[Tensor] | float, alpha: float = 1.0) -> None:
-    """``x <- x + alpha * y`` in place; ``ys`` a list of tensors or one number."""
-    if isinstance(ys, (int, float)):
+def add_(xs: list[Tensor], ys: list[Tensor] | float | Tensor, alpha: float = 1.0) -> None:
+    """``x <- x + alpha * y`` in place; ``ys`` a list of tensors or one number (a Python number
+    or a 0-dim tensor)."""
+    if _is_number(ys):
+        if alpha != 1.0:
+            ys = ys * alpha
         if len(xs) == 1:
             xs[0].add_(ys)
         else:

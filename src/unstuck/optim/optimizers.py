@@ -6,11 +6,25 @@ tensors run as multi-tensor ops; ``False``: one tensor at a time, same result) a
 ``foreach`` is true; ``True``: wherever it applies, warning once where it does not; ``False``:
 never; see ``fused.py``), plus ``centralize`` (Gradient Centralization of every gradient with
 more than one dimension).
+
+They also take torch.optim's ``differentiable`` and, where torch's optimizer of the same
+algorithm has it (Adam, AdamW, RAdam, RMSprop; and Ranger, LARS, RangerLARS for uniformity),
+``capturable``. Both are kept in the defaults and in every parameter group, as torch keeps them,
+so state dicts round trip between unstuck's optimizer and torch's:
+
+- ``differentiable=False`` (the default) changes nothing. ``differentiable=True`` raises
+  ``ValueError``: the step runs under ``torch.no_grad()`` and writes parameters and state in
+  place (multi-tensor ops, fused kernels), so autograd cannot differentiate through it.
+- ``capturable=False`` (the default) changes nothing. With ``capturable=True`` a step with a
+  parameter on a device without graph capture (a CPU tensor) raises ``AssertionError``, as
+  torch.optim's does; on an accelerator the step runs eagerly, exactly as with
+  ``capturable=False``, and capturing it in a CUDA graph raises ``RuntimeError`` (step counts
+  and per-step scalars are Python numbers, which a graph would freeze).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from unstuck.optim import fused_rules
@@ -40,12 +54,17 @@ _DECOUPLED_WD = tr.DecoupledWeightDecay()
 _APPLY = tr.ApplyUpdate()
 _PREAMBLE: tuple[Transform, ...] = (_MAXIMIZE, _CENTRALIZE, _COUPLED_WD, _DECOUPLED_WD)
 
+# torch.optim's options (see the module docstring).
+_DIFFERENTIABLE: dict[str, check.Check] = {"differentiable": check.not_differentiable}
+_TORCH_OPTIONS: dict[str, check.Check] = {**_DIFFERENTIABLE, "capturable": check.flag}
+
 _ADAM_RULES: dict[str, check.Check] = {
     "betas": check.betas,
     "eps": check.positive,
     "weight_decay": check.non_negative,
     "amsgrad": check.flag,
     "decoupled_weight_decay": check.flag,
+    **_TORCH_OPTIONS,
 }
 _RANGER_RULES: dict[str, check.Check] = {
     **_ADAM_RULES,
@@ -55,7 +74,31 @@ _RANGER_RULES: dict[str, check.Check] = {
 }
 
 
-class SGD(ChainOptimizer):
+class _TorchOptions(ChainOptimizer):
+    """A named optimizer with torch.optim's ``differentiable`` and ``capturable`` options (see
+    the module docstring): checked with the other hyper-parameters, ``capturable`` at each
+    step as torch checks it."""
+
+    def step(self, closure: Callable[[], float] | None = None) -> Any:
+        """Perform one optimization step.
+
+        Args:
+            closure: re-evaluates the model and returns the loss (optional).
+        """
+        check.capturable_step(self.param_groups)
+        return super().step(closure)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        # groups saved before these options existed (the base class leaves "differentiable",
+        # which torch's own __setstate__ adds to every optimizer's defaults)
+        for group in self.param_groups:
+            for name in ("differentiable", "capturable"):
+                if name in self.defaults:
+                    group.setdefault(name, self.defaults[name])
+
+
+class SGD(_TorchOptions):
     r"""Stochastic gradient descent with momentum and Nesterov momentum; as torch.optim.SGD.
 
     .. math::
@@ -77,6 +120,7 @@ class SGD(ChainOptimizer):
         "dampening": check.non_negative,
         "weight_decay": check.non_negative,
         "nesterov": check.flag,
+        **_DIFFERENTIABLE,
     }
 
     def __init__(
@@ -90,25 +134,23 @@ class SGD(ChainOptimizer):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        differentiable: bool = False,
         fused: bool | None = None,
         centralize: bool = False,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
-            weight_decay=weight_decay, maximize=maximize, foreach=foreach, fused=fused,
-            centralize=centralize,
+            weight_decay=weight_decay, maximize=maximize, foreach=foreach,
+            differentiable=differentiable, fused=fused, centralize=centralize,
         ))
 
     def _check(self, values: dict[str, Any]) -> None:
         super()._check(values)
-        if values.get("nesterov") and (values.get("momentum", 0) <= 0 or values.get("dampening")):
-            raise ValueError(
-                "nesterov=True requires momentum > 0 and dampening == 0, got "
-                f"momentum={values.get('momentum')!r}, dampening={values.get('dampening')!r}"
-            )
+        # a group is checked with what it takes from the defaults (absent while they are built)
+        check.nesterov_momentum(values, self.__dict__.get("defaults", {}), dampening=True)
 
 
-class Adagrad(ChainOptimizer):
+class Adagrad(_TorchOptions):
     r"""Adagrad; as torch.optim.Adagrad.
 
     .. math::
@@ -129,6 +171,7 @@ class Adagrad(ChainOptimizer):
         "weight_decay": check.non_negative,
         "initial_accumulator_value": check.non_negative,
         "eps": check.positive,
+        **_DIFFERENTIABLE,
     }
 
     def __init__(
@@ -142,13 +185,14 @@ class Adagrad(ChainOptimizer):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        differentiable: bool = False,
         fused: bool | None = None,
         centralize: bool = False,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
             initial_accumulator_value=initial_accumulator_value, eps=eps,
-            maximize=maximize, foreach=foreach, fused=fused,
+            maximize=maximize, foreach=foreach, differentiable=differentiable, fused=fused,
             centralize=centralize,
         ))
 
@@ -192,7 +236,7 @@ class AdagradRMS(ChainOptimizer):
         ))
 
 
-class RMSprop(ChainOptimizer):
+class RMSprop(_TorchOptions):
     r"""RMSprop, optionally centered and with momentum; as torch.optim.RMSprop.
 
     .. math::
@@ -216,6 +260,7 @@ class RMSprop(ChainOptimizer):
         "weight_decay": check.non_negative,
         "momentum": check.non_negative,
         "centered": check.flag,
+        **_TORCH_OPTIONS,
     }
 
     def __init__(
@@ -230,17 +275,19 @@ class RMSprop(ChainOptimizer):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        capturable: bool = False,
+        differentiable: bool = False,
         fused: bool | None = None,
         centralize: bool = False,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-            centered=centered, maximize=maximize, foreach=foreach, fused=fused,
-            centralize=centralize,
+            centered=centered, maximize=maximize, foreach=foreach, capturable=capturable,
+            differentiable=differentiable, fused=fused, centralize=centralize,
         ))
 
 
-class Adam(ChainOptimizer):
+class Adam(_TorchOptions):
     r"""Adam and AMSGrad; as torch.optim.Adam.
 
     .. math::
@@ -273,13 +320,16 @@ class Adam(ChainOptimizer):
         decoupled_weight_decay: bool = False,
         maximize: bool = False,
         foreach: bool = True,
+        capturable: bool = False,
+        differentiable: bool = False,
         fused: bool | None = None,
         centralize: bool = False,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
             decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
-            fused=fused, centralize=centralize,
+            capturable=capturable, differentiable=differentiable, fused=fused,
+            centralize=centralize,
         ))
 
 
@@ -307,16 +357,19 @@ class AdamW(Adam):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        capturable: bool = False,
+        differentiable: bool = False,
         fused: bool | None = None,
         centralize: bool = False,
     ) -> None:
         super().__init__(
             params, lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay=True,
-            maximize=maximize, foreach=foreach, fused=fused, centralize=centralize,
+            maximize=maximize, foreach=foreach, capturable=capturable,
+            differentiable=differentiable, fused=fused, centralize=centralize,
         )
 
 
-class RAdam(ChainOptimizer):
+class RAdam(_TorchOptions):
     r"""Rectified Adam; as torch.optim.RAdam.
 
     .. math::
@@ -350,17 +403,20 @@ class RAdam(ChainOptimizer):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        capturable: bool = False,
+        differentiable: bool = False,
         fused: bool | None = None,
         centralize: bool = False,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
             decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
-            fused=fused, centralize=centralize,
+            capturable=capturable, differentiable=differentiable, fused=fused,
+            centralize=centralize,
         ))
 
 
-class Ranger(ChainOptimizer):
+class Ranger(_TorchOptions):
     r"""Ranger: Gradient Centralization, RAdam and Lookahead in one optimizer.
 
     Per step: centralize ``g`` (tensors with more than one dimension); decoupled weight decay
@@ -393,22 +449,26 @@ class Ranger(ChainOptimizer):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        capturable: bool = False,
+        differentiable: bool = False,
         fused: bool | None = None,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, k=k, alpha=alpha,
             n_sma_threshold=n_sma_threshold, centralize=centralize, decoupled_weight_decay=True,
-            maximize=maximize, foreach=foreach, fused=fused,
+            maximize=maximize, foreach=foreach, capturable=capturable,
+            differentiable=differentiable, fused=fused,
         ))
 
 
-class LARS(ChainOptimizer):
+class LARS(_TorchOptions):
     r"""LARS: SGD with momentum on layer-wise trust-ratio-scaled gradients.
 
     .. math::
         g' = g + \lambda w;\quad
         r = \frac{c\,\lVert w\rVert}{\lVert g\rVert + \lambda\lVert w\rVert + \epsilon}
-        \ (1 \text{ if } \lVert w\rVert = 0 \text{ or } \lVert g\rVert = 0);\quad
+        \ (1 \text{ if } \lVert w\rVert = 0
+        \text{ or } \lVert g\rVert + \lambda\lVert w\rVert = 0);\quad
         b \leftarrow \mu b + r g' \ (b_1 = r g');\quad w \leftarrow w - \eta b
 
     (Nesterov as in :class:`SGD`). With ``exclude_1d`` tensors of at most one dimension get
@@ -430,6 +490,7 @@ class LARS(ChainOptimizer):
         "eps": check.positive,
         "nesterov": check.flag,
         "exclude_1d": check.flag,
+        **_TORCH_OPTIONS,
     }
 
     def __init__(
@@ -445,25 +506,25 @@ class LARS(ChainOptimizer):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        capturable: bool = False,
+        differentiable: bool = False,
         fused: bool | None = None,
         centralize: bool = False,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay,
             trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov,
-            exclude_1d=exclude_1d, maximize=maximize, foreach=foreach, fused=fused,
-            centralize=centralize,
+            exclude_1d=exclude_1d, maximize=maximize, foreach=foreach, capturable=capturable,
+            differentiable=differentiable, fused=fused, centralize=centralize,
         ))
 
     def _check(self, values: dict[str, Any]) -> None:
         super()._check(values)
-        if values.get("nesterov") and values.get("momentum", 0) <= 0:
-            raise ValueError(
-                f"nesterov=True requires momentum > 0, got momentum={values.get('momentum')!r}"
-            )
+        # a group is checked with what it takes from the defaults (absent while they are built)
+        check.nesterov_momentum(values, self.__dict__.get("defaults", {}), dampening=False)
 
 
-class RangerLARS(ChainOptimizer):
+class RangerLARS(_TorchOptions):
     r"""RangerLARS: Ranger with a layer-wise trust ratio on the update.
 
     Per tensor, with ``u`` the RAdam direction (see :class:`Ranger`) plus ``weight_decay * w``:
@@ -506,10 +567,13 @@ class RangerLARS(ChainOptimizer):
         *,
         maximize: bool = False,
         foreach: bool = True,
+        capturable: bool = False,
+        differentiable: bool = False,
         fused: bool | None = None,
     ) -> None:
         super().__init__(params, dict(
             lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, k=k, alpha=alpha,
             n_sma_threshold=n_sma_threshold, centralize=centralize,
-            max_trust_ratio=max_trust_ratio, maximize=maximize, foreach=foreach, fused=fused,
+            max_trust_ratio=max_trust_ratio, maximize=maximize, foreach=foreach,
+            capturable=capturable, differentiable=differentiable, fused=fused,
         ))

@@ -35,6 +35,8 @@ __all__ = [
     "ScaleByRms",
     "SgdMomentum",
     "TrustRatio",
+    "lars_host_ratio",
+    "lars_ratio",
     "lookahead_sync_",
     "radam_scale",
     "slow_copy",
@@ -264,7 +266,9 @@ class ScaleByRAdam(Transform):
 
 def radam_scale(step: int, beta1: float, beta2: float, n_sma_threshold: float) -> float | None:
     """RAdam's factor ``r_t * sqrt(1 - b2^t) / (1 - b1^t)`` on ``m / (sqrt(v) + eps)`` at step
-    ``t``, or ``None`` while ``rho_t <= n_sma_threshold`` (the un-rectified steps)."""
+    ``t``, or ``None`` while ``rho_t <= n_sma_threshold`` (the un-rectified steps). Python
+    numbers (a tensor beta is read once, so the scale is the float beta's)."""
+    beta1, beta2, n_sma_threshold = float(beta1), float(beta2), float(n_sma_threshold)
     bias_correction1 = 1.0 - beta1**step
     bias_correction2 = 1.0 - beta2**step
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
@@ -282,7 +286,9 @@ class LarsTrustRatio(Transform):
 
     Per tensor: ``u <- ratio * (u + wd * p)`` with
     ``ratio = trust_coefficient * ||p|| / (||u|| + wd * ||p|| + eps)``, or 1 where ``||p||`` or
-    ``||u||`` is 0. With ``exclude_1d``, tensors with at most one dimension (biases, norm
+    the whole denominator ``||u|| + wd * ||p||`` is 0 (as the paper's implementations test it:
+    a frozen tensor, ``u = 0``, with weight decay still gets the ratio, not the full
+    ``lr * wd`` decay). With ``exclude_1d``, tensors with at most one dimension (biases, norm
     weights, scalars) get neither the ratio nor weight decay.
     """
 
@@ -302,17 +308,41 @@ class LarsTrustRatio(Transform):
         wd = b.group["weight_decay"]
         p_norms = mt.norm(b.params)
         u_norms = mt.norm(b.updates)
-        ratios = [
-            torch.where(
-                (pn > 0) & (un > 0),
-                b.group["trust_coefficient"] * pn / (un + wd * pn + b.group["eps"]),
-                torch.ones_like(pn),
-            )
-            for pn, un in zip(p_norms, u_norms, strict=True)
-        ]
+        ratios = [lars_ratio(pn, un, wd, b.group["trust_coefficient"], b.group["eps"])
+                  for pn, un in zip(p_norms, u_norms, strict=True)]
         u = mt.add(b.updates, b.params, alpha=wd) if wd != 0 else mt.clone(b.updates)
         mt.mul_(u, ratios)
         b.set_updates(u)
+
+
+def lars_ratio(
+    p_norm: Tensor, u_norm: Tensor, weight_decay: float, trust_coefficient: float, eps: float
+) -> Tensor:
+    """LARS' trust ratio from the norms (tensors of any shape, elementwise):
+    ``trust_coefficient * ||p|| / (||u|| + wd * ||p|| + eps)``, or 1 where ``||p|| = 0`` or
+    ``||u|| + wd * ||p|| = 0`` (You et al., 2017; the fallback tests the whole denominator,
+    as NVIDIA's LARC and torchlars do).
+
+    Example:
+        >>> float(lars_ratio(torch.tensor(2.0), torch.tensor(0.0), 0.1, 1e-3, 0.0))
+        0.01
+    """
+    denominator = u_norm + weight_decay * p_norm
+    return torch.where(
+        (p_norm > 0) & (denominator > 0),
+        trust_coefficient * p_norm / (denominator + eps),
+        torch.ones_like(p_norm),
+    )
+
+
+def lars_host_ratio(
+    p_norm: float, u_norm: float, weight_decay: float, trust_coefficient: float, eps: float
+) -> float:
+    """:func:`lars_ratio` of one tensor, from norms read on the host (the same arithmetic)."""
+    denominator = u_norm + weight_decay * p_norm
+    if p_norm > 0 and denominator > 0:
+        return trust_coefficient * p_norm / (denominator + eps)
+    return 1.0
 
 
 class TrustRatio(Transform):

@@ -94,3 +94,78 @@ def check_all(values: dict[str, Any], rules: dict[str, Check]) -> None:
     for name, rule in rules.items():
         if name in values:
             rule(name, values[name])
+
+
+def not_differentiable(name: str, value: Any) -> None:
+    """torch.optim's ``differentiable``: a ``bool``, and only ``False`` is supported.
+
+    unstuck's step runs under ``torch.no_grad()`` and writes parameters and state in place
+    (multi-tensor ops, fused kernels), so autograd cannot trace it; ``True`` is refused rather
+    than silently ignored.
+    """
+    flag(name, value)
+    if value:
+        raise ValueError(
+            f"{name}=True is not supported: unstuck's step runs under torch.no_grad() and updates "
+            "parameters and state in place (multi-tensor and fused kernels), so autograd cannot "
+            f"differentiate through it; use {name}=False (the default) or torch.optim's optimizer"
+        )
+
+
+def nesterov_momentum(
+    values: dict[str, Any], defaults: dict[str, Any], *, dampening: bool
+) -> None:
+    """``nesterov=True`` needs ``momentum > 0`` (and ``dampening == 0`` where the optimizer has
+    dampening), checked on ``values`` merged with ``defaults``: a parameter group takes the
+    values it does not set from the defaults, as ``add_param_group`` will fill them in."""
+    merged = {**defaults, **values}
+    if not merged.get("nesterov"):
+        return
+    momentum = merged.get("momentum", 0)
+    damp = merged.get("dampening", 0) if dampening else 0
+    if momentum <= 0 or damp:
+        rule = "momentum > 0 and dampening == 0" if dampening else "momentum > 0"
+        got = f"momentum={momentum!r}" + (f", dampening={damp!r}" if dampening else "")
+        raise ValueError(f"nesterov=True requires {rule}, got {got}")
+
+
+def _capturable_devices() -> list[str]:
+    try:
+        from torch.optim.optimizer import _get_capturable_supported_devices
+    except ImportError:  # pragma: no cover - torch moved it
+        return ["cuda", "xpu", "hpu"]
+    return list(_get_capturable_supported_devices())
+
+
+def capturable_step(groups: list[dict[str, Any]]) -> None:
+    """What torch.optim checks at a step of a ``capturable=True`` group, and what unstuck cannot.
+
+    - A parameter not on a device that supports capture (a CPU tensor): ``AssertionError`` with
+      torch's message (torch.optim's Adam, AdamW, RAdam and RMSprop raise exactly this).
+    - The step being captured in a CUDA graph: ``RuntimeError``. unstuck keeps step counts and
+      per-step scalars (bias corrections, rectification) as Python numbers, which a captured
+      graph would freeze at their first values; uncaptured, ``capturable=True`` runs the same
+      step as ``capturable=False``.
+    """
+    devices: list[str] | None = None
+    on_cuda = False
+    for index, group in enumerate(groups):
+        if not group.get("capturable"):
+            continue
+        for i, p in enumerate(group["params"]):
+            if p.grad is None:  # takes no step (torch checks the parameters with gradients)
+                continue
+            if devices is None:
+                devices = _capturable_devices()
+            if p.device.type not in devices:
+                raise AssertionError(
+                    "If capturable=True, params and state_steps must be on supported devices: "
+                    f"{devices}. (param_groups[{index}]['params'][{i}] is on {p.device})"
+                )
+            on_cuda = on_cuda or p.device.type == "cuda"
+    if on_cuda and torch.cuda.is_current_stream_capturing():
+        raise RuntimeError(
+            "capturable=True: unstuck's step cannot be captured in a CUDA graph (step counts, "
+            "bias corrections and the learning rate are Python numbers a graph would freeze); "
+            "run the step eagerly, or use torch.optim's optimizer with capturable=True"
+        )
