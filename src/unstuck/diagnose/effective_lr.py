@@ -66,7 +66,7 @@ def unwrap(optimizer: Optimizer) -> Optimizer:
 def optimizer_family(optimizer: Optimizer) -> str | None:
     """``"adam"``, ``"radam"``, ``"adagrad"``, ``"rmsprop"`` or ``None`` (no per-element scale)
     for the innermost optimizer of ``optimizer``."""
-    from unstuck.optim import optimizers as uo
+    import unstuck.optim as uo
 
     opt = unwrap(optimizer)
     if isinstance(opt, (torch.optim.RAdam, uo.RAdam, uo.Ranger)):

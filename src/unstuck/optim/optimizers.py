@@ -24,81 +24,27 @@ so state dicts round trip between unstuck's optimizer and torch's:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from unstuck.optim import fused_rules
 from unstuck.optim import transforms as tr
 from unstuck.optim import validation as check
-from unstuck.optim.base import ChainOptimizer, Transform
+from unstuck.optim.base import ChainOptimizer
+from unstuck.optim.named import (
+    ADAM_RULES,
+    APPLY,
+    DIFFERENTIABLE,
+    MAXIMIZE,
+    PREAMBLE,
+    TORCH_OPTIONS,
+    Params,
+    TorchOptions,
+)
 
-__all__ = [
-    "LARS",
-    "SGD",
-    "Adagrad",
-    "AdagradRMS",
-    "Adam",
-    "AdamW",
-    "RAdam",
-    "RMSprop",
-    "Ranger",
-    "RangerLARS",
-]
-
-Params = Iterable[Any]
-
-_MAXIMIZE = tr.Maximize()
-_CENTRALIZE = tr.Centralize()
-_COUPLED_WD = tr.CoupledWeightDecay()
-_DECOUPLED_WD = tr.DecoupledWeightDecay()
-_APPLY = tr.ApplyUpdate()
-_PREAMBLE: tuple[Transform, ...] = (_MAXIMIZE, _CENTRALIZE, _COUPLED_WD, _DECOUPLED_WD)
-
-# torch.optim's options (see the module docstring).
-_DIFFERENTIABLE: dict[str, check.Check] = {"differentiable": check.not_differentiable}
-_TORCH_OPTIONS: dict[str, check.Check] = {**_DIFFERENTIABLE, "capturable": check.flag}
-
-_ADAM_RULES: dict[str, check.Check] = {
-    "betas": check.betas,
-    "eps": check.positive,
-    "weight_decay": check.non_negative,
-    "amsgrad": check.flag,
-    "decoupled_weight_decay": check.flag,
-    **_TORCH_OPTIONS,
-}
-_RANGER_RULES: dict[str, check.Check] = {
-    **_ADAM_RULES,
-    "k": check.positive_int,
-    "alpha": check.unit_interval,
-    "n_sma_threshold": check.rectification_threshold,
-}
+__all__ = ["SGD", "Adagrad", "AdagradRMS", "Adam", "AdamW", "RAdam", "RMSprop"]
 
 
-class _TorchOptions(ChainOptimizer):
-    """A named optimizer with torch.optim's ``differentiable`` and ``capturable`` options (see
-    the module docstring): checked with the other hyper-parameters, ``capturable`` at each
-    step as torch checks it."""
-
-    def step(self, closure: Callable[[], float] | None = None) -> Any:
-        """Perform one optimization step.
-
-        Args:
-            closure: re-evaluates the model and returns the loss (optional).
-        """
-        check.capturable_step(self.param_groups)
-        return super().step(closure)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        # groups saved before these options existed (the base class leaves "differentiable",
-        # which torch's own __setstate__ adds to every optimizer's defaults)
-        for group in self.param_groups:
-            for name in ("differentiable", "capturable"):
-                if name in self.defaults:
-                    group.setdefault(name, self.defaults[name])
-
-
-class SGD(_TorchOptions):
+class SGD(TorchOptions):
     r"""Stochastic gradient descent with momentum and Nesterov momentum; as torch.optim.SGD.
 
     .. math::
@@ -113,14 +59,14 @@ class SGD(_TorchOptions):
         >>> opt = unstuck.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
     """
 
-    chain = (*_PREAMBLE, tr.SgdMomentum(), _APPLY)
+    chain = (*PREAMBLE, tr.SgdMomentum(), APPLY)
     fused_rule = fused_rules.SgdRule()
     rules: ClassVar[dict[str, check.Check]] = {
         "momentum": check.non_negative,
         "dampening": check.non_negative,
         "weight_decay": check.non_negative,
         "nesterov": check.flag,
-        **_DIFFERENTIABLE,
+        **DIFFERENTIABLE,
     }
 
     def __init__(
@@ -150,7 +96,7 @@ class SGD(_TorchOptions):
         check.nesterov_momentum(values, self.__dict__.get("defaults", {}), dampening=True)
 
 
-class Adagrad(_TorchOptions):
+class Adagrad(TorchOptions):
     r"""Adagrad; as torch.optim.Adagrad.
 
     .. math::
@@ -164,14 +110,14 @@ class Adagrad(_TorchOptions):
         >>> opt = unstuck.Adagrad(model.parameters(), lr=1e-2)
     """
 
-    chain = (*_PREAMBLE, tr.ScaleByAdagrad(), _APPLY)
+    chain = (*PREAMBLE, tr.ScaleByAdagrad(), APPLY)
     fused_rule = fused_rules.AdagradRule()
     rules: ClassVar[dict[str, check.Check]] = {
         "lr_decay": check.non_negative,
         "weight_decay": check.non_negative,
         "initial_accumulator_value": check.non_negative,
         "eps": check.positive,
-        **_DIFFERENTIABLE,
+        **DIFFERENTIABLE,
     }
 
     def __init__(
@@ -219,7 +165,7 @@ class AdagradRMS(ChainOptimizer):
         >>> opt = unstuck.AdagradRMS(model.parameters(), lr=1e-2)
     """
 
-    chain = (_MAXIMIZE, tr.ScaleByRootMeanSquare(), _APPLY)
+    chain = (MAXIMIZE, tr.ScaleByRootMeanSquare(), APPLY)
     rules: ClassVar[dict[str, check.Check]] = {"eps": check.positive}
 
     def __init__(
@@ -236,7 +182,7 @@ class AdagradRMS(ChainOptimizer):
         ))
 
 
-class RMSprop(_TorchOptions):
+class RMSprop(TorchOptions):
     r"""RMSprop, optionally centered and with momentum; as torch.optim.RMSprop.
 
     .. math::
@@ -252,7 +198,7 @@ class RMSprop(_TorchOptions):
         >>> opt = unstuck.RMSprop(model.parameters(), lr=1e-3, centered=True)
     """
 
-    chain = (*_PREAMBLE, tr.ScaleByRms(), _APPLY)
+    chain = (*PREAMBLE, tr.ScaleByRms(), APPLY)
     fused_rule = fused_rules.RmspropRule()
     rules: ClassVar[dict[str, check.Check]] = {
         "alpha": check.unit_interval,
@@ -260,7 +206,7 @@ class RMSprop(_TorchOptions):
         "weight_decay": check.non_negative,
         "momentum": check.non_negative,
         "centered": check.flag,
-        **_TORCH_OPTIONS,
+        **TORCH_OPTIONS,
     }
 
     def __init__(
@@ -287,7 +233,7 @@ class RMSprop(_TorchOptions):
         ))
 
 
-class Adam(_TorchOptions):
+class Adam(TorchOptions):
     r"""Adam and AMSGrad; as torch.optim.Adam.
 
     .. math::
@@ -304,9 +250,9 @@ class Adam(_TorchOptions):
         >>> opt = unstuck.Adam(model.parameters(), lr=3e-4)
     """
 
-    chain = (*_PREAMBLE, tr.ScaleByAdam(), _APPLY)
+    chain = (*PREAMBLE, tr.ScaleByAdam(), APPLY)
     fused_rule = fused_rules.AdamRule()
-    rules = _ADAM_RULES
+    rules = ADAM_RULES
 
     def __init__(
         self,
@@ -369,7 +315,7 @@ class AdamW(Adam):
         )
 
 
-class RAdam(_TorchOptions):
+class RAdam(TorchOptions):
     r"""Rectified Adam; as torch.optim.RAdam.
 
     .. math::
@@ -388,9 +334,9 @@ class RAdam(_TorchOptions):
         >>> opt = unstuck.RAdam(model.parameters(), lr=1e-3)
     """
 
-    chain = (*_PREAMBLE, tr.ScaleByRAdam(), _APPLY)
+    chain = (*PREAMBLE, tr.ScaleByRAdam(), APPLY)
     fused_rule = fused_rules.RAdamRule()
-    rules = _ADAM_RULES
+    rules = ADAM_RULES
 
     def __init__(
         self,
@@ -413,167 +359,4 @@ class RAdam(_TorchOptions):
             decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
             capturable=capturable, differentiable=differentiable, fused=fused,
             centralize=centralize,
-        ))
-
-
-class Ranger(_TorchOptions):
-    r"""Ranger: Gradient Centralization, RAdam and Lookahead in one optimizer.
-
-    Per step: centralize ``g`` (tensors with more than one dimension); decoupled weight decay
-    ``p <- p (1 - lr * weight_decay)``; RAdam (rectified when ``rho_t > n_sma_threshold``,
-    see :class:`RAdam`); every ``k`` steps Lookahead ``slow <- slow + alpha (p - slow)``,
-    ``p <- slow``.
-
-    References: Wright, "Ranger" (2019); Liu et al., ICLR 2020 (RAdam); Zhang et al.,
-    NeurIPS 2019 (Lookahead); Yong et al., ECCV 2020 (Gradient Centralization).
-
-    Example:
-        >>> opt = unstuck.Ranger(model.parameters())
-    """
-
-    chain = (*_PREAMBLE, tr.ScaleByRAdam(), _APPLY, tr.LookaheadSync())
-    fused_rule = fused_rules.RAdamRule(lookahead=True)
-    rules = _RANGER_RULES
-
-    def __init__(
-        self,
-        params: Params,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.95, 0.999),
-        eps: float = 1e-5,
-        weight_decay: float = 0.0,
-        k: int = 6,
-        alpha: float = 0.5,
-        n_sma_threshold: float = 5,
-        centralize: bool = True,
-        *,
-        maximize: bool = False,
-        foreach: bool = True,
-        capturable: bool = False,
-        differentiable: bool = False,
-        fused: bool | None = None,
-    ) -> None:
-        super().__init__(params, dict(
-            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, k=k, alpha=alpha,
-            n_sma_threshold=n_sma_threshold, centralize=centralize, decoupled_weight_decay=True,
-            maximize=maximize, foreach=foreach, capturable=capturable,
-            differentiable=differentiable, fused=fused,
-        ))
-
-
-class LARS(_TorchOptions):
-    r"""LARS: SGD with momentum on layer-wise trust-ratio-scaled gradients.
-
-    .. math::
-        g' = g + \lambda w;\quad
-        r = \frac{c\,\lVert w\rVert}{\lVert g\rVert + \lambda\lVert w\rVert + \epsilon}
-        \ (1 \text{ if } \lVert w\rVert = 0
-        \text{ or } \lVert g\rVert + \lambda\lVert w\rVert = 0);\quad
-        b \leftarrow \mu b + r g' \ (b_1 = r g');\quad w \leftarrow w - \eta b
-
-    (Nesterov as in :class:`SGD`). With ``exclude_1d`` tensors of at most one dimension get
-    neither the ratio nor weight decay.
-
-    Reference: You, Gitman & Ginsburg, "Large Batch Training of Convolutional Networks",
-    arXiv:1708.03888, 2017.
-
-    Example:
-        >>> opt = unstuck.LARS(model.parameters(), lr=0.1, weight_decay=1e-4)
-    """
-
-    chain = (_MAXIMIZE, _CENTRALIZE, tr.LarsTrustRatio(), tr.SgdMomentum(), _APPLY)
-    fused_rule = fused_rules.LarsRule()
-    rules: ClassVar[dict[str, check.Check]] = {
-        "momentum": check.non_negative,
-        "weight_decay": check.non_negative,
-        "trust_coefficient": check.positive,
-        "eps": check.positive,
-        "nesterov": check.flag,
-        "exclude_1d": check.flag,
-        **_TORCH_OPTIONS,
-    }
-
-    def __init__(
-        self,
-        params: Params,
-        lr: float = 1e-1,
-        momentum: float = 0.9,
-        weight_decay: float = 0.0,
-        trust_coefficient: float = 1e-3,
-        eps: float = 1e-8,
-        nesterov: bool = False,
-        exclude_1d: bool = True,
-        *,
-        maximize: bool = False,
-        foreach: bool = True,
-        capturable: bool = False,
-        differentiable: bool = False,
-        fused: bool | None = None,
-        centralize: bool = False,
-    ) -> None:
-        super().__init__(params, dict(
-            lr=lr, momentum=momentum, weight_decay=weight_decay,
-            trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov,
-            exclude_1d=exclude_1d, maximize=maximize, foreach=foreach, capturable=capturable,
-            differentiable=differentiable, fused=fused, centralize=centralize,
-        ))
-
-    def _check(self, values: dict[str, Any]) -> None:
-        super()._check(values)
-        # a group is checked with what it takes from the defaults (absent while they are built)
-        check.nesterov_momentum(values, self.__dict__.get("defaults", {}), dampening=False)
-
-
-class RangerLARS(_TorchOptions):
-    r"""RangerLARS: Ranger with a layer-wise trust ratio on the update.
-
-    Per tensor, with ``u`` the RAdam direction (see :class:`Ranger`) plus ``weight_decay * w``:
-
-    .. math::
-        r = \operatorname{clamp}(\lVert w\rVert / \lVert u\rVert, 0, r_{max})
-        \ (1 \text{ if a norm is } 0);\quad w \leftarrow w - \eta\,r\,u
-
-    then Lookahead every ``k`` steps.
-
-    References: Ranger (above); You et al., "Large Batch Optimization for Deep Learning:
-    Training BERT in 76 minutes", ICLR 2020 (the trust ratio on the adaptive update).
-
-    Example:
-        >>> opt = unstuck.RangerLARS(model.parameters(), lr=1e-3)
-    """
-
-    chain = (
-        _MAXIMIZE, _CENTRALIZE, tr.ScaleByRAdam(), tr.AddDecayedWeights(), tr.TrustRatio(),
-        _APPLY, tr.LookaheadSync(),
-    )
-    fused_rule = fused_rules.RangerLarsRule()
-    rules: ClassVar[dict[str, check.Check]] = {
-        **_RANGER_RULES,
-        "max_trust_ratio": check.positive,
-    }
-
-    def __init__(
-        self,
-        params: Params,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.95, 0.999),
-        eps: float = 1e-5,
-        weight_decay: float = 0.0,
-        k: int = 6,
-        alpha: float = 0.5,
-        n_sma_threshold: float = 5,
-        centralize: bool = True,
-        max_trust_ratio: float = 10.0,
-        *,
-        maximize: bool = False,
-        foreach: bool = True,
-        capturable: bool = False,
-        differentiable: bool = False,
-        fused: bool | None = None,
-    ) -> None:
-        super().__init__(params, dict(
-            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, k=k, alpha=alpha,
-            n_sma_threshold=n_sma_threshold, centralize=centralize,
-            max_trust_ratio=max_trust_ratio, maximize=maximize, foreach=foreach,
-            capturable=capturable, differentiable=differentiable, fused=fused,
         ))
