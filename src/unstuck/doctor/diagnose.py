@@ -97,8 +97,8 @@ def _fix_checked(verdict: Verdict, check: RunOutcome | None, own: float, start: 
         did = "did too" if not math.isfinite(check.score) else f"ended at {L.g(check.score)}"
         return dataclasses.replace(
             verdict, evidence={**verdict.evidence, "fix_check": facts},
-            message=f"{verdict.message.rstrip('.')}; the run ended above twice its first loss, "
-                    f"and a run with {check.label} {did}.")
+            message=f"{verdict.message.rstrip('.')}; the run diverged (a loss not finite, or an "
+                    f"end above twice its first loss), and a run with {check.label} {did}.")
     if check.score <= own * (1 - FIX_CHECK_MARGIN) and own - check.score >= 0.01 * start:
         return dataclasses.replace(
             verdict, evidence={**verdict.evidence, "fix_check": facts},
