@@ -136,6 +136,18 @@ def test_every_mechanical_fix_runs():
         assert all(not t["diverged"] for t in trials), code
 
 
+def test_try_fixes_reads_runs_already_measured():
+    r = recipe(model=nn.Linear(3, 1), steps=3)
+    own = RunOutcome("this run", 1.0, None, False, 3)
+    probe = RunOutcome("lr x0.1", 0.25, None, False, 3)
+    ran = []
+    run = r.run
+    r.run = lambda change: ran.append(change.label) or run(change)
+    trials = try_fixes(r, "lr_too_large", {}, own, {"lr x0.1": probe})
+    assert ran == ["lr x0.3"]  # lr x0.1 was read, not run again
+    assert next(t for t in trials if t["fix"] == "lr x0.1")["score_after"] == 0.25
+
+
 def test_batches_are_seeded_and_cycled():
     x, y = data(10)
     a = [b[1] for b, _ in zip(batches("d", (x, y), 4, seed=1), range(5))]

@@ -304,9 +304,11 @@ def examine(
     diagnosis.notes[:0] = notes
     if try_fixes:
         own = RunOutcome.of("this run", losses, val[-1] if val else None)
+        measured = {run.label: run for run in
+                    (*evidence.lr_probes.values(), *evidence.fix_checks.values())}
         diagnosis.verdicts = [
             v if v.code in BENIGN else dataclasses.replace(
-                v, trials=tuple(run_fixes(recipe, v.code, v.evidence, own)))
+                v, trials=tuple(run_fixes(recipe, v.code, v.evidence, own, measured)))
             for v in diagnosis.verdicts
         ]
     return diagnosis

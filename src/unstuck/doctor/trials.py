@@ -19,7 +19,7 @@ import copy
 import inspect
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -308,17 +308,21 @@ spikes that do it no harm."""
 
 
 def try_fixes(recipe: Recipe, code: str, evidence: dict[str, Any],
-              baseline: RunOutcome) -> list[dict[str, Any]]:
+              baseline: RunOutcome,
+              measured: Mapping[str, RunOutcome] | None = None) -> list[dict[str, Any]]:
     """Run the mechanical fixes of ``code`` on copies and measure each against ``baseline`` (the
     run itself, same steps and batches). Best first; ``score_before``/``score_after`` are the
     validation loss (else training loss) of the run and of the fix; ``helped`` is False for a fix
-    that did not lower it (a run that diverged scores as infinitely bad)."""
+    that did not lower it (a run that diverged scores as infinitely bad). ``measured``: runs of
+    this recipe already made, by change label (the checks' lr probes and fix checks): a fix
+    with one of those labels is read from it, not run again."""
     make = FIXES.get(code)
     if make is None:
         return []
+    measured = measured or {}
     out = []
     for change in make(recipe, evidence):
-        after = recipe.run(change)
+        after = measured.get(change.label) or recipe.run(change)
         out.append({
             "fix": change.label,
             "score_before": baseline.loss,
