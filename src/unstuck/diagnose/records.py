@@ -26,7 +26,8 @@ from torch import Tensor
 from unstuck.files import write_text
 
 __all__ = [
-    "check_loss", "decode", "fsum", "read_jsonl", "summarize", "tensors_in", "write_jsonl",
+    "check_loss", "decode", "from_json", "fsum", "read_jsonl", "summarize", "tensors_in",
+    "write_jsonl",
 ]
 
 _SCALE = 2.0**-64
@@ -146,7 +147,7 @@ def write_jsonl(
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a file written by :meth:`Monitor.to_jsonl` (non-finite strings back to floats)."""
     with open(path, encoding="utf-8") as f:
-        return [_unjson_record(json.loads(line)) for line in f if line.strip()]
+        return [from_json(json.loads(line)) for line in f if line.strip()]
 
 
 def check_loss(loss: Any) -> Tensor | None:
@@ -222,8 +223,9 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def _unjson_record(record: Any) -> Any:
-    """A record read back: non-finite strings back to floats, except in its names."""
+def from_json(record: Any) -> Any:
+    """A record as :func:`write_jsonl` stored it, parsed (``json.loads`` of one line), back as
+    the Monitor made it: non-finite strings back to floats, except in its names."""
     if not isinstance(record, dict):
         return _unjson(record)
     return {k: v if k in _NAMES else _unjson(v) for k, v in record.items()}

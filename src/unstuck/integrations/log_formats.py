@@ -153,8 +153,8 @@ def read_jsonl(path: str | os.PathLike[str], format: str = "jsonl") -> Scalars:
 
     A file written by :meth:`unstuck.diagnose.Monitor.to_jsonl` is recognised by its records'
     keys (``step``, ``loss``, ``grad_norm``, ``layers``) and its records are kept whole in
-    ``Scalars.monitor`` (read with :func:`unstuck.diagnose.read_jsonl`), for the doctor's step
-    rules.
+    ``Scalars.monitor`` (decoded as :func:`unstuck.diagnose.read_jsonl` does), for the doctor's
+    step rules.
 
     Raises:
         LogReadError: the file is empty, not text, or a line is not a JSON object.
@@ -178,9 +178,9 @@ def read_jsonl(path: str | os.PathLike[str], format: str = "jsonl") -> Scalars:
         raise LogReadError(path, "empty file")
     scalars = _from_rows(path, "key", rows, _keys(record for _, record in rows))
     if all(record.keys() >= _MONITOR_KEYS for _, record in rows):
-        from unstuck.diagnose import read_jsonl as read_monitor_jsonl
+        from unstuck.diagnose.records import from_json
 
-        scalars.monitor = read_monitor_jsonl(path)
+        scalars.monitor = [from_json(record) for _, record in rows]
     return scalars
 
 
