@@ -41,7 +41,7 @@ __all__ = ["Bucket", "ChainOptimizer", "Transform", "host_hyperparameters"]
 _TORCH_ADDED_DEFAULTS = frozenset({"differentiable"})
 _GRAD = attrgetter("grad")
 _LAYOUT = attrgetter("layout")
-_SHAPE = attrgetter("shape")
+_SIZE = Tensor.size  # the C method: ``.shape`` (a property) costs several times as much
 
 
 def host_hyperparameters(group: dict[str, Any]) -> dict[str, Any]:
@@ -297,6 +297,14 @@ class ChainOptimizer(Optimizer):
                 if p.is_contiguous():
                     state[name] = value.contiguous()
 
+    def _states_are_dicts(self, params: list[Tensor]) -> bool:
+        """The state of every parameter in ``params`` that has one is a dict: read off the whole
+        state's values when they are all dicts (no tensor hashing), else per parameter."""
+        if all(map(isinstance, self.state.values(), repeat(dict))):
+            return True
+        found = [s for s in map(self.state.get, params) if s is not None]
+        return all(map(isinstance, found, repeat(dict)))
+
     def _check_gradients(self, group: dict[str, Any], index: int) -> None:
         """Raise before a step touches any state when a gradient of the group cannot be used:
         ``RuntimeError`` for a sparse (not strided) gradient or a state that is not a dict,
@@ -309,9 +317,8 @@ class ChainOptimizer(Optimizer):
         with_grad = list(compress(grads, present))
         bad_layout = any(map(ne, map(_LAYOUT, with_grad), repeat(torch.strided)))
         stepping = list(compress(params, present))
-        states = [s for s in map(self.state.get, stepping) if s is not None]
-        if (not bad_layout and list(map(_SHAPE, with_grad)) == list(map(_SHAPE, stepping))
-                and all(map(isinstance, states, repeat(dict)))):
+        if (not bad_layout and list(map(_SIZE, with_grad)) == list(map(_SIZE, stepping))
+                and self._states_are_dicts(stepping)):
             return
         names = group.get("param_names")
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
