@@ -8,9 +8,10 @@ model does no better; the lr in use is the best of a sweep).
 Cases are split in three parts:
 
 - *calibration* (MLPs and linear models): thresholds may be chosen on it;
-- *development* (CNNs, recurrent nets, Transformers, embeddings): once the held-out part, it was
-  looked at while the rules were built (its errors showed mechanisms the rules then had to
-  handle), so it no longer measures anything unseen; thresholds are never chosen on it;
+- *development* (CNNs, 1-D CNNs, recurrent nets, attention, Transformers, autoencoders,
+  embeddings): two earlier held-out parts, looked at while the rules were built (their errors
+  showed mechanisms the rules then had to handle), so they no longer measure anything unseen;
+  thresholds are never chosen on them;
 - *held-out* (other cases on families the calibration part does not use, built apart from the
   rules and run only to report): the accuracy figures that count.
 

@@ -1,4 +1,4 @@
-"""Held-out cases: GRU, LSTM and plain ReLU RNN models on generated sequence tasks (the adding
+"""Development cases: GRU, LSTM and plain ReLU RNN models on generated sequence tasks (the adding
 problem, the running maximum)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from .base import Proof
 from .families_common import (
     Kwargs,
     adam,
-    held_out,
+    development,
     kwargs,
     prove_exploding,
     prove_learned,
@@ -23,8 +23,8 @@ from .families_common import (
     sets,
     sgd,
 )
-from .heldout_data import adding, running_max
 from .proving import prove_noise_floor, seeded
+from .signals_data import adding, running_max
 
 __all__ = ["Sequence"]
 
@@ -55,7 +55,7 @@ def _adding_slow(seed: int) -> Kwargs:
                   "held-out: a GRU on the adding problem")
 
 
-held_out("gru_adding_healthy", "healthy",
+development("gru_adding_healthy", "healthy",
          "GRU (32) on the adding problem (sum the two marked values of 12), Adam lr 1e-2, "
          "batches of 64: a plateau at the target variance for ~100 steps, then it finds the "
          "marks and the loss falls near zero.", _adding_slow,
@@ -70,7 +70,7 @@ def _runmax_noisy(seed: int) -> Kwargs:
                   "held-out: an LSTM tracking the running maximum, batches of 8")
 
 
-held_out("lstm_runmax_healthy", "healthy",
+development("lstm_runmax_healthy", "healthy",
          "LSTM (16) outputting the running maximum of 16 Gaussian values at every step, Adam lr "
          "3e-2 with batches of 8: a noisy loss curve, but a healthy run.", _runmax_noisy,
          lambda seed: prove_learned(_runmax_noisy(seed), seeded(
@@ -94,7 +94,7 @@ def _adding_floor_proof(seed: int) -> Proof:
     return prove_noise_floor(kw, seeded(seed + 1, lambda: Sequence(nn.GRU, 96)), floor)
 
 
-held_out("gru_adding_noise_floor", "noise_floor",
+development("gru_adding_noise_floor", "noise_floor",
          "GRU (32) on the adding problem over 8 steps whose targets carry Gaussian noise of std "
          "0.3 (measurement noise), Adam lr 1e-2: the loss ends at the noise variance 0.09 (the "
          "val set's own noise is the floor).", _adding_floor, _adding_floor_proof)
@@ -110,7 +110,7 @@ def _runmax_crawl(seed: int) -> Kwargs:
                   "held-out: an LSTM with SGD at lr 0.02")
 
 
-held_out("lstm_runmax_lr_too_small", "lr_too_small",
+development("lstm_runmax_lr_too_small", "lr_too_small",
          "LSTM (32) outputting the running maximum at every step with SGD lr 0.02 momentum 0.9: "
          "the loss falls, far too slowly.", _runmax_crawl,
          lambda seed: prove_lr_too_small(_runmax_crawl, seed))
@@ -124,7 +124,7 @@ def _adding_shift(seed: int, train_scale: float = 1.0) -> Kwargs:
                   "held-out: a GRU trained on values in [0, 1), tested on [0, 4)")
 
 
-held_out("gru_adding_mismatch", "mismatch",
+development("gru_adding_mismatch", "mismatch",
          "GRU (32) on the adding problem over 8 steps; training and val values are uniform in "
          "[0, 1), the test values in [0, 4) (a sensor with another range): train and val losses "
          "are small, the test loss large.", _adding_shift,
@@ -150,7 +150,7 @@ def _adding_irnn(seed: int, clip: float | None = None) -> Kwargs:
                   "held-out: an IRNN on the adding problem, no clipping", **more)
 
 
-held_out("rnn_adding_exploding_gradients", "exploding_gradients",
+development("rnn_adding_exploding_gradients", "exploding_gradients",
          "ReLU RNN (32) with its recurrence started at the identity (the IRNN recipe) on the "
          "adding problem over 10 steps, SGD lr 2e-2 momentum 0.9 without gradient clipping: "
          "the gradient norm spikes by orders of magnitude; clipping at 1 trains.", _adding_irnn,
@@ -173,7 +173,7 @@ def _adding_gap(seed: int, corrupt: bool = True) -> Kwargs:
                   "held-out: a missing reading (NaN) in one training sequence")
 
 
-held_out("gru_adding_nonfinite", "nonfinite",
+development("gru_adding_nonfinite", "nonfinite",
          "GRU (32) on the adding problem over 8 steps where one of 2000 training sequences has "
          "a missing reading stored as NaN, Adam lr 1e-2: the first batch holding it makes the "
          "loss and every weight NaN.", _adding_gap,

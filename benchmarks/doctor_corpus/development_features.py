@@ -1,4 +1,4 @@
-"""Held-out cases: attention over the features of a scikit-learn shipped table (the wine
+"""Development cases: attention over the features of a scikit-learn shipped table (the wine
 recognition set): every feature becomes a token, one ``nn.MultiheadAttention`` layer mixes them."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .families_common import Kwargs, adam, generator, held_out, kwargs, prove_lr_too_small, split
+from .families_common import Kwargs, adam, development, generator, kwargs, prove_lr_too_small, split
 from .proving import seeded
 
 __all__ = ["FeatureAttention"]
@@ -57,7 +57,7 @@ def _wine_crawl(seed: int) -> Kwargs:
                   "held-out: attention over the wine features at Adam lr 1e-4")
 
 
-held_out("attention_wine_lr_too_small", "lr_too_small",
+development("attention_wine_lr_too_small", "lr_too_small",
          "Attention over the 13 standardised features of scikit-learn's wine set (each feature "
          "a token, one MultiheadAttention layer, mean pooling), Adam lr 1e-4, batches of 16: "
          "the loss falls, far too slowly.", _wine_crawl,

@@ -1,4 +1,4 @@
-"""Generated data of the held-out cases: 1-D signals, sequence tasks, token tasks, disc images and
+"""Data of some development cases: 1-D signals, sequence tasks, token tasks, disc images and
 topic-word texts (no download).
 
 Every generator is deterministic in ``seed`` (a ``salt`` tells apart data sets of one case).

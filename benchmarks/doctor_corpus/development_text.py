@@ -1,4 +1,4 @@
-"""Held-out cases: text classifiers on generated topic-word sequences (3 topics, 300 words):
+"""Development cases: text classifiers on generated topic-word sequences (3 topics, 300 words):
 ``nn.Embedding`` + ``nn.GRU`` readers and ``nn.EmbeddingBag`` bags of words."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from torch import nn
 from .families_common import (
     Kwargs,
     adam,
-    held_out,
+    development,
     kwargs,
     prove_learned,
     prove_lr_too_small,
@@ -18,8 +18,8 @@ from .families_common import (
     sets,
     sgd,
 )
-from .heldout_data import first_topic, topics
 from .proving import seeded
+from .signals_data import first_topic, topics
 
 __all__ = ["Bag", "Reader"]
 
@@ -67,7 +67,7 @@ def _reader_healthy(seed: int) -> Kwargs:
                   seed, "held-out: an embedding + GRU topic classifier")
 
 
-held_out("embedding_topics_healthy", "healthy",
+development("embedding_topics_healthy", "healthy",
          "Embedding (300 words, width 16) + GRU (32) reading 20-word texts of 3 topics (3 topic "
          "words each among shared words), Adam lr 3e-2, batches of 64: trains well, the loss "
          "ends near zero.", _reader_healthy,
@@ -84,7 +84,7 @@ def _reader_crawl(seed: int) -> Kwargs:
                   "held-out: an embedding + GRU reader with SGD at lr 0.2")
 
 
-held_out("embedding_topics_lr_too_small", "lr_too_small",
+development("embedding_topics_lr_too_small", "lr_too_small",
          "The embedding + GRU topic reader with plain SGD at lr 0.2: the loss creeps down from "
          "ln 3, far too slowly.", _reader_crawl,
          lambda seed: prove_lr_too_small(_reader_crawl, seed))
@@ -97,7 +97,7 @@ def _bag_order(seed: int) -> Kwargs:
                   "held-out: a bag of words on a task where word order decides")
 
 
-held_out("embedding_order_model_bias", "model_bias",
+development("embedding_order_model_bias", "model_bias",
          "EmbeddingBag (width 32, mean) and a linear head on 10-word texts holding words of two "
          "topics, "
          "the class being the topic named first, Adam lr 1e-2: a bag of words cannot see the "

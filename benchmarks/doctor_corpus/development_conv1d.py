@@ -1,4 +1,4 @@
-"""Held-out cases: 1-D convolutional networks on generated signals (waveform kinds, pulse places,
+"""Development cases: 1-D convolutional networks on generated signals (waveform kinds, pulse places,
 denoising) and on the scikit-learn digits read row by row."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from .base import Proof
 from .families_common import (
     Kwargs,
     adam,
+    development,
     digits,
-    held_out,
     kwargs,
     prove_divergence,
     prove_learned,
@@ -24,8 +24,8 @@ from .families_common import (
     sgd,
     split,
 )
-from .heldout_data import pulses, waveforms
 from .proving import fit, prove_noise_floor, seeded
+from .signals_data import pulses, waveforms
 
 __all__ = ["conv1d", "deep_sigmoid_conv1d"]
 
@@ -65,7 +65,7 @@ def _waves_healthy(seed: int) -> Kwargs:
                   "held-out: a 1-D CNN telling waveforms apart")
 
 
-held_out("conv1d_waves_healthy", "healthy",
+development("conv1d_waves_healthy", "healthy",
          "1-D CNN (8, 16 channels, 5 taps, global average pool) telling sine, square, sawtooth "
          "and pulse-train signals apart (2000 noisy signals of 48 samples), Adam lr 3e-2, batches "
          "of 32: trains well, the loss ends near zero.", _waves_healthy,
@@ -90,7 +90,7 @@ def _pulses_floor_proof(seed: int) -> Proof:
     return prove_noise_floor(kw, seeded(seed + 1, lambda: conv1d(32, 64, 1, length=48)), floor)
 
 
-held_out("conv1d_pulses_noise_floor", "noise_floor",
+development("conv1d_pulses_noise_floor", "noise_floor",
          "1-D CNN (flatten head) regressing where a Gaussian pulse sits in 48 noisy samples; the "
          "targets carry Gaussian noise of std 0.6, Adam lr 3e-3: the loss ends at the noise "
          "variance (0.36; the val set's own noise is the floor).", _pulses_floor,
@@ -110,7 +110,7 @@ def _waves_bias(seed: int) -> Kwargs:
                   300, 64, seed, "held-out: a one-filter 1-D CNN")
 
 
-held_out("conv1d_waves_model_bias", "model_bias",
+development("conv1d_waves_model_bias", "model_bias",
          "A one-filter 1-D CNN (3 taps, ReLU, global average: one number per signal) telling 4 "
          "waveform kinds apart, Adam lr 1e-2: too small, the training loss stays high at any "
          "lr.", _waves_bias,
@@ -151,7 +151,7 @@ def _deep_proof(seed: int) -> Proof:
                   "same_architecture": able.train_loss_end})
 
 
-held_out("conv1d_waves_optimization_failure", "optimization_failure",
+development("conv1d_waves_optimization_failure", "optimization_failure",
          "Six plain 5-tap sigmoid convolutions with a global average pool, plain SGD lr 0.5, on "
          "1000 waveforms: the loss stays at ln 4 while a 2-layer ReLU 1-D CNN with the same SGD "
          "learns; the architecture can learn (another initialisation and Adam train "
@@ -196,7 +196,7 @@ def _dead_proof(seed: int) -> Proof:
                  {"dead": dead, "run": run.train_loss_end, "default": good.train_loss_end})
 
 
-held_out("conv1d_waves_dead_units", "dead_units",
+development("conv1d_waves_dead_units", "dead_units",
          "ReLU 1-D CNN on 1000 waveforms whose conv biases were set to -5 (a bad init): no "
          "signal turns a ReLU on, nothing below the head learns, the loss stays at ln 4.",
          _waves_dead, _dead_proof)
@@ -215,7 +215,7 @@ def _filter_divergence(seed: int) -> Kwargs:
                   "held-out: a 9-tap denoising filter with SGD at lr 0.6")
 
 
-held_out("conv1d_denoise_divergence", "divergence",
+development("conv1d_denoise_divergence", "divergence",
          "A learned 9-tap FIR filter (one Conv1d) denoising waveforms (noise std 0.5, mean "
          "squared error), plain SGD at lr 0.6, above 2 / the top curvature: every step "
          "overshoots, the loss grows geometrically.", _filter_divergence,
@@ -237,7 +237,7 @@ def _rows_fast(seed: int) -> Kwargs:
                   "held-out: a 1-D CNN over digit rows, SGD lr 8 momentum 0.9")
 
 
-held_out("conv1d_digits_lr_too_large", "lr_too_large",
+development("conv1d_digits_lr_too_large", "lr_too_large",
          "1-D CNN (32, 32 channels, 3 taps) reading the 8x8 digits row by row (the 8 "
          "pixels of a row as channels), SGD lr 8 momentum 0.9: the loss bounces around its "
          "start; a 30-100x smaller lr trains.", _rows_fast,

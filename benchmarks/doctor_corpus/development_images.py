@@ -1,4 +1,4 @@
-"""Held-out cases: convolutional denoising autoencoders and CNNs with BatchNorm / GroupNorm
+"""Development cases: convolutional denoising autoencoders and CNNs with BatchNorm / GroupNorm
 regressing a disc's size, on generated 12x12 images of soft discs."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from .base import Proof
 from .families_common import (
     Kwargs,
     adam,
-    held_out,
+    development,
     kwargs,
     prove_learned,
     prove_lr_too_large,
@@ -19,8 +19,8 @@ from .families_common import (
     sets,
     sgd,
 )
-from .heldout_data import discs
 from .proving import fit, seeded
+from .signals_data import discs
 
 __all__ = ["autoencoder", "size_cnn"]
 
@@ -57,7 +57,7 @@ def _denoise_healthy(seed: int) -> Kwargs:
                   "held-out: a convolutional denoising autoencoder")
 
 
-held_out("autoencoder_discs_healthy", "healthy",
+development("autoencoder_discs_healthy", "healthy",
          "Convolutional denoising autoencoder (8, 16 channels, a stride-2 bottleneck) cleaning "
          "12x12 disc images of pixel noise std 0.3, Adam lr 1e-2, batches of 32: trains well.",
          _denoise_healthy,
@@ -99,7 +99,7 @@ def _symmetric_proof(seed: int) -> Proof:
                  f"random init", {"spread": spread, "run": run.score, "default": good.score})
 
 
-held_out("autoencoder_discs_symmetric_init", "symmetric_init",
+development("autoencoder_discs_symmetric_init", "symmetric_init",
          "The denoising autoencoder with every weight set to 0.05 and biases 0, Adam lr 1e-2: "
          "every channel "
          "of a layer computes and learns the same thing, a one-channel network in effect.",
@@ -113,7 +113,7 @@ def _size_shift(seed: int, train_bright: float = 1.0) -> Kwargs:
                   adam(1e-2), 200, 32, seed, "held-out: test discs three times as bright")
 
 
-held_out("cnn_discs_mismatch", "mismatch",
+development("cnn_discs_mismatch", "mismatch",
          "BatchNorm CNN regressing a disc's radius; training and val discs have brightness 1, "
          "the test discs 3 (another camera gain): train and val losses are small, the test "
          "loss large.", _size_shift,
@@ -128,7 +128,7 @@ def _size_fast(seed: int) -> Kwargs:
                   "held-out: a GroupNorm CNN with SGD at lr 5")
 
 
-held_out("cnn_discs_lr_too_large", "lr_too_large",
+development("cnn_discs_lr_too_large", "lr_too_large",
          "GroupNorm CNN telling small, medium and large discs apart (2000 images), SGD lr 5 "
          "momentum 0.9 (about 50x the best): the loss bounces around its start; a 30-100x "
          "smaller lr trains.", _size_fast,

@@ -1,4 +1,4 @@
-"""Held-out cases: a single ``nn.MultiheadAttention`` layer with mean pooling counting a token,
+"""Development cases: a single ``nn.MultiheadAttention`` layer with mean pooling counting a token,
 and small pre-LN / post-LN ``nn.TransformerEncoder`` models on the histogram task (how often each
 token occurs)."""
 
@@ -16,15 +16,15 @@ from .base import Proof
 from .families_common import (
     Kwargs,
     adam,
-    held_out,
+    development,
     kwargs,
     prove_learned,
     prove_nonfinite,
     prove_overfitting,
     sets,
 )
-from .heldout_data import histogram, token_count
 from .proving import fit, prove_noise_floor, seeded
+from .signals_data import histogram, token_count
 
 __all__ = ["AttentionPool", "HistogramTransformer"]
 
@@ -89,7 +89,7 @@ def _count_healthy(seed: int) -> Kwargs:
                   scheduler=cosine(300))
 
 
-held_out("attention_count_healthy", "healthy",
+development("attention_count_healthy", "healthy",
          "One MultiheadAttention layer (width 16, 2 heads) with mean pooling and a ReLU head "
          "counting token 0 in 12 tokens of 8 kinds (0-4+), Adam lr 1e-2 with a cosine decay "
          "(scheduler=), batches of 64: trains well.", _count_healthy,
@@ -110,7 +110,7 @@ def _count_floor(seed: int) -> Kwargs:
                   adam(1e-2), 300, 64, seed, "held-out: counting a token, 40% labels random")
 
 
-held_out("attention_count_noise_floor", "noise_floor",
+development("attention_count_noise_floor", "noise_floor",
          "The attention counter on 4000 sequences of which 40% carry a uniformly random label "
          "(annotators guessing): the loss ends at the entropy of that noise, 1.07 nats.",
          _count_floor,
@@ -125,7 +125,7 @@ def _count_few(seed: int, train: int = 20) -> Kwargs:
                   "held-out: a wide attention counter on 20 sequences")
 
 
-held_out("attention_count_overfitting", "overfitting",
+development("attention_count_overfitting", "overfitting",
          "A wide attention counter (width 48, 4 heads, head 96) on 20 training sequences, full "
          "batch, Adam lr 1e-2: memorises them, the val loss stays large.", _count_few,
          lambda seed: prove_overfitting(_count_few, lambda s: _count_few(s, 3000), seed,
@@ -150,7 +150,7 @@ def _count_mape(seed: int, fixed: bool = False) -> Kwargs:
                   "held-out: a count regressed with a hand-written percentage error")
 
 
-held_out("attention_count_nonfinite", "nonfinite",
+development("attention_count_nonfinite", "nonfinite",
          "The attention counter regressing the count of token 0 with a hand-written mean "
          "absolute percentage error, Adam lr 3e-3: a fifth of the sequences hold no token 0, "
          "the loss divides by zero and is inf, its gradients NaN.", _count_mape,
@@ -171,7 +171,7 @@ def _histogram_healthy(seed: int) -> Kwargs:
                   seed, "held-out: a pre-LN Transformer on the histogram task")
 
 
-held_out("transformer_histogram_healthy", "healthy",
+development("transformer_histogram_healthy", "healthy",
          "Pre-LN Transformer (2 layers, width 32) telling at each of 10 places how often its "
          "token (of 6) occurs elsewhere, Adam lr 3e-3, batches of 32: slow, still falling at the "
          "end, but the lr is right.",
@@ -207,7 +207,7 @@ def _warmup_proof(seed: int) -> Proof:
                                       "end": run.train_loss_end})
 
 
-held_out("transformer_histogram_needs_warmup", "needs_warmup",
+development("transformer_histogram_needs_warmup", "needs_warmup",
          "Post-LN Transformer on the histogram task with Adam at lr 1.5e-2 from the first step, "
          "batches of 32: the loss sticks at the entropy of the label frequencies; the same lr "
          "reached by a 100-step linear warm-up trains.", _histogram_cold, _warmup_proof)
